@@ -1,0 +1,2 @@
+// Work in progress: implemented in the engine issue.
+#include "core/trainer.h"
