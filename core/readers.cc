@@ -248,47 +248,60 @@ absl::StatusOr<IdxHeader> ParseIdxHeader(absl::string_view bytes) {
   return h;
 }
 
-// Decodes the h.count values after the header into out[0..count).
-absl::Status DecodeIdxValues(absl::string_view bytes, const IdxHeader& h,
-                             double* out) {
-  const char* p = bytes.data() + h.data_offset;
-  for (uint64_t i = 0; i < h.count; ++i) {
-    double v = 0;
-    switch (h.type) {
-      case 0x08:
-        v = static_cast<uint8_t>(p[i]);
-        break;
-      case 0x09:
-        v = static_cast<int8_t>(p[i]);
-        break;
-      case 0x0B: {
-        const auto* u = reinterpret_cast<const uint8_t*>(p + 2 * i);
-        v = static_cast<int16_t>(static_cast<uint16_t>((u[0] << 8) | u[1]));
-        break;
-      }
-      case 0x0C:
-        v = static_cast<int32_t>(LoadBe32(p + 4 * i));
-        break;
-      case 0x0D: {
-        uint32_t bits = LoadBe32(p + 4 * i);
-        float f;
-        std::memcpy(&f, &bits, sizeof(f));
-        v = f;
-        break;
-      }
-      case 0x0E: {
-        uint64_t bits = LoadBe64(p + 8 * i);
-        std::memcpy(&v, &bits, sizeof(v));
-        break;
-      }
-    }
-    if (!std::isfinite(v)) {
+// Calls out[i] = get(i) for every value; float types are checked for NaN/Inf
+// (integer types cannot hold them). One loop per type keeps the switch out of
+// the per-value path (60,000 Fashion-MNIST images are 47 million values).
+template <bool kCheckFinite, typename Get>
+absl::Status DecodeLoop(uint64_t count, double* out, Get get) {
+  for (uint64_t i = 0; i < count; ++i) {
+    const double v = get(i);
+    if (kCheckFinite && !std::isfinite(v)) {
       return absl::InvalidArgumentError(
           absl::StrCat("IDX: value ", i, " is NaN or infinite"));
     }
     out[i] = v;
   }
   return absl::OkStatus();
+}
+
+// Decodes the h.count values after the header into out[0..count).
+absl::Status DecodeIdxValues(absl::string_view bytes, const IdxHeader& h,
+                             double* out) {
+  const char* p = bytes.data() + h.data_offset;
+  const auto* u = reinterpret_cast<const uint8_t*>(p);
+  switch (h.type) {
+    case 0x08:
+      return DecodeLoop<false>(
+          h.count, out, [u](uint64_t i) { return static_cast<double>(u[i]); });
+    case 0x09:
+      return DecodeLoop<false>(h.count, out, [u](uint64_t i) {
+        return static_cast<double>(static_cast<int8_t>(u[i]));
+      });
+    case 0x0B:
+      return DecodeLoop<false>(h.count, out, [u](uint64_t i) {
+        return static_cast<double>(static_cast<int16_t>(
+            static_cast<uint16_t>((u[2 * i] << 8) | u[2 * i + 1])));
+      });
+    case 0x0C:
+      return DecodeLoop<false>(h.count, out, [p](uint64_t i) {
+        return static_cast<double>(static_cast<int32_t>(LoadBe32(p + 4 * i)));
+      });
+    case 0x0D:
+      return DecodeLoop<true>(h.count, out, [p](uint64_t i) {
+        uint32_t bits = LoadBe32(p + 4 * i);
+        float f;
+        std::memcpy(&f, &bits, sizeof(f));
+        return static_cast<double>(f);
+      });
+    case 0x0E:
+      return DecodeLoop<true>(h.count, out, [p](uint64_t i) {
+        uint64_t bits = LoadBe64(p + 8 * i);
+        double v;
+        std::memcpy(&v, &bits, sizeof(v));
+        return v;
+      });
+  }
+  return absl::InternalError("IDX: unchecked element type");
 }
 
 absl::StatusOr<std::pair<IdxHeader, std::string>> ReadIdxFile(
