@@ -1,0 +1,135 @@
+// backprop-server: serves backprop.v1.Backprop (../shared/API.md) over gRPC.
+// Prints exactly one line "listening on HOST:PORT" to stdout once it accepts
+// calls; everything else goes to stderr. SIGTERM/SIGINT: stop accepting,
+// cancel trainings (each model keeps its last completed epoch, already on
+// disk), let in-flight calls finish, exit 0.
+#include <signal.h>
+
+#include <cstdint>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+
+#include "core/readers.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "HOST:PORT to listen on; port 0 picks a free port (the chosen one is "
+          "printed). Plaintext: keep it on loopback or behind a proxy.");
+ABSL_FLAG(std::string, model_dir, "./backprop-data/models",
+          "Folder of the model files (<id>.model); created if missing.");
+ABSL_FLAG(std::string, data_dir, "./backprop-data/datasets",
+          "Folder of uploaded datasets (<id>.dataset); created if missing.");
+ABSL_FLAG(int, max_concurrent_trainings,
+          static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
+          "Train calls running at once (default: number of cores); one more "
+          "gets RESOURCE_EXHAUSTED at once.");
+ABSL_FLAG(int, max_receive_message_mb, 64,
+          "Largest request message in MiB (1..2047). Uploads come in chunks "
+          "that must each fit.");
+ABSL_FLAG(int, max_send_message_mb, 256,
+          "Largest response message in MiB (1..2047).");
+ABSL_FLAG(uint64_t, max_parameters, 10'000'000,
+          "Most weights + biases per model; bigger specs get "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_dataset_mb, 1024,
+          "Most MiB per uploaded dataset (8 bytes per input or target value, "
+          "4 per label).");
+ABSL_FLAG(uint64_t, max_models, 1000, "Most models held at once.");
+ABSL_FLAG(uint64_t, max_datasets, 1000, "Most datasets held at once.");
+ABSL_FLAG(uint64_t, max_rows_per_call, 100'000,
+          "Most example rows per Predict / GetGradients call and per inline "
+          "Train data.");
+ABSL_FLAG(bool, preload_fashion_mnist, false,
+          "Register Debian's Fashion-MNIST (package dataset-fashion-mnist) as "
+          "read-only in-memory datasets 'fashion-mnist-train' (60,000) and "
+          "'fashion-mnist-test' (10,000); about 440 MB of RAM. Deleting them "
+          "gives FAILED_PRECONDITION.");
+ABSL_FLAG(std::string, fashion_mnist_dir, backprop::kFashionMnistDir,
+          "Where --preload_fashion_mnist reads the IDX files.");
+ABSL_FLAG(bool, reflection, true,
+          "Serve gRPC server reflection so grpcurl etc. work without the "
+          ".proto.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Trains and serves fully-connected neural networks over gRPC "
+      "(backprop.v1.Backprop, health and reflection).\n"
+      "Usage: backprop-server [--listen=127.0.0.1:50051] [--model_dir=DIR] "
+      "[--data_dir=DIR] ...");
+  absl::ParseCommandLine(argc, argv);
+
+  const int recv_mb = absl::GetFlag(FLAGS_max_receive_message_mb);
+  const int send_mb = absl::GetFlag(FLAGS_max_send_message_mb);
+  const int trainings = absl::GetFlag(FLAGS_max_concurrent_trainings);
+  if (recv_mb < 1 || recv_mb > 2047 || send_mb < 1 || send_mb > 2047) {
+    std::cerr << "--max_receive_message_mb and --max_send_message_mb must be "
+                 "in 1..2047\n";
+    return 2;
+  }
+  if (trainings < 1) {
+    std::cerr << "--max_concurrent_trainings must be at least 1\n";
+    return 2;
+  }
+  const uint64_t dataset_mb = absl::GetFlag(FLAGS_max_dataset_mb);
+  if (dataset_mb < 1 || dataset_mb > (uint64_t{1} << 40)) {
+    std::cerr << "--max_dataset_mb must be in 1..2^40\n";
+    return 2;
+  }
+
+  backprop::server::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  if (options.listen.empty()) {
+    std::cerr << "--listen must not be empty\n";
+    return 2;
+  }
+  options.service.model_dir = absl::GetFlag(FLAGS_model_dir);
+  options.service.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.service.max_concurrent_trainings = trainings;
+  options.service.max_parameters = absl::GetFlag(FLAGS_max_parameters);
+  options.service.max_dataset_bytes = dataset_mb << 20;
+  options.service.max_models = absl::GetFlag(FLAGS_max_models);
+  options.service.max_datasets = absl::GetFlag(FLAGS_max_datasets);
+  options.service.max_rows_per_call = absl::GetFlag(FLAGS_max_rows_per_call);
+  options.max_receive_message_bytes = recv_mb << 20;
+  options.max_send_message_bytes = send_mb << 20;
+  options.reflection = absl::GetFlag(FLAGS_reflection);
+  if (absl::GetFlag(FLAGS_preload_fashion_mnist)) {
+    options.preload_fashion_mnist_dir = absl::GetFlag(FLAGS_fashion_mnist_dir);
+  }
+
+  // Block the stop signals in every thread (gRPC's threads inherit this
+  // mask) and take them synchronously below with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto report = [](const std::string& line) {
+    std::cerr << "backprop-server: " << line << std::endl;
+  };
+  absl::StatusOr<std::unique_ptr<backprop::server::BackpropServer>> server =
+      backprop::server::BackpropServer::Start(options, report);
+  if (!server.ok()) {
+    std::cerr << "backprop-server: " << server.status().ToString() << "\n";
+    return 1;
+  }
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  std::cout << "listening on " << host << ":" << (*server)->port()
+            << std::endl;  // endl flushes: clients wait for this line
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::cerr << "backprop-server: signal " << signal_number << ", shutting down"
+            << std::endl;
+  (*server)->Shutdown(absl::Seconds(5));
+  server->reset();
+  std::cerr << "backprop-server: stopped" << std::endl;
+  return 0;
+}

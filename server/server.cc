@@ -1,0 +1,108 @@
+#include "server/server.h"
+
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include <grpc/grpc.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+namespace backprop::server {
+namespace {
+
+constexpr char kServiceName[] = "backprop.v1.Backprop";
+
+absl::Status MakeDir(const std::string& dir) {
+  if (dir.empty()) return absl::OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create directory ", dir, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BackpropServer>> BackpropServer::Start(
+    const ServerOptions& options,
+    const std::function<void(const std::string&)>& report) {
+  if (absl::Status s = MakeDir(options.service.model_dir); !s.ok()) return s;
+  if (absl::Status s = MakeDir(options.service.data_dir); !s.ok()) return s;
+
+  std::unique_ptr<BackpropServer> server(new BackpropServer());
+  server->service_ = std::make_unique<BackpropService>(options.service);
+  server->service_->LoadAll(report);
+  if (!options.preload_fashion_mnist_dir.empty()) {
+    if (absl::Status s = server->service_->PreloadFashionMnist(
+            options.preload_fashion_mnist_dir);
+        !s.ok()) {
+      report(absl::StrCat("Fashion-MNIST not preloaded: ", s.ToString()));
+    }
+  }
+
+  // Both are process-wide switches that every later ServerBuilder reads.
+  grpc::EnableDefaultHealthCheckService(true);
+  if (options.reflection)
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  if (!options.listen.empty()) {
+    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                             &server->port_);
+  }
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_send_message_bytes);
+  // Transport hardening, RELIABILITY.md §3.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 100);
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 16 << 10);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 1'800'000);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr ||
+      (!options.listen.empty() && server->port_ == 0)) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", options.listen,
+                     "' (address in use or malformed?)"));
+  }
+  grpc::HealthCheckServiceInterface* health =
+      server->server_->GetHealthCheckService();
+  if (health != nullptr) {
+    health->SetServingStatus("", true);
+    health->SetServingStatus(kServiceName, true);
+  }
+  return server;
+}
+
+BackpropServer::~BackpropServer() { Shutdown(absl::Seconds(5)); }
+
+std::shared_ptr<grpc::Channel> BackpropServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  return server_->InProcessChannel(args);
+}
+
+void BackpropServer::Shutdown(absl::Duration grace) {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  if (grpc::HealthCheckServiceInterface* health =
+          server_->GetHealthCheckService()) {
+    health->SetServingStatus(false);
+  }
+  // Trainings stop within one mini-batch and end their streams CANCELLED,
+  // each model at its last completed (already persisted) epoch.
+  service_->BeginShutdown();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  server_->Wait();
+}
+
+}  // namespace backprop::server

@@ -1,0 +1,62 @@
+// Builds and runs the gRPC server around BackpropService: message limits,
+// transport hardening (RELIABILITY.md §3), health and reflection services,
+// and an orderly shutdown. main.cc and the tests both start servers here.
+#ifndef BACKPROP_SERVER_SERVER_H_
+#define BACKPROP_SERVER_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include <grpcpp/grpcpp.h>
+
+#include "server/service.h"
+
+namespace backprop::server {
+
+struct ServerOptions {
+  // "HOST:PORT" (port 0 picks a free one); empty: no port at all, only
+  // InProcessChannel() (tests).
+  std::string listen = "127.0.0.1:50051";
+  ServiceOptions service;
+  int max_receive_message_bytes = 64 << 20;
+  int max_send_message_bytes = 256 << 20;
+  bool reflection = true;
+  // Non-empty: register Fashion-MNIST from this folder when its files are
+  // there (a missing folder is reported, not fatal).
+  std::string preload_fashion_mnist_dir;
+};
+
+class BackpropServer {
+ public:
+  // Creates the directories, loads what they hold (reporting each file that
+  // fails through `report`), starts serving, and marks health SERVING.
+  static absl::StatusOr<std::unique_ptr<BackpropServer>> Start(
+      const ServerOptions& options,
+      const std::function<void(const std::string&)>& report);
+
+  ~BackpropServer();
+
+  // The port actually bound (0 when options.listen was empty).
+  int port() const { return port_; }
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+  BackpropService& service() { return *service_; }
+
+  // Health NOT_SERVING, cancels trainings, stops accepting, lets in-flight
+  // calls finish for up to `grace` (then cancels them), and waits. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  BackpropServer() = default;
+
+  std::unique_ptr<BackpropService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace backprop::server
+
+#endif  // BACKPROP_SERVER_SERVER_H_
