@@ -449,11 +449,14 @@ absl::Status WriteFileAtomically(const std::string& path,
   // Make the rename itself durable. The new file is already in place, so a
   // failure here is reported but nothing is removed.
   int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return WriteError(errno, "cannot open the folder", path);
+  if (dfd < 0) {
+    return WriteError(errno, "renamed, but cannot open the folder to fsync",
+                      path);
+  }
   if (fsync(dfd) != 0 && errno != EINVAL) {
     int err = errno;
     close(dfd);
-    return WriteError(err, "fsync of the folder failed", path);
+    return WriteError(err, "renamed, but fsync of the folder failed", path);
   }
   close(dfd);
   return absl::OkStatus();
