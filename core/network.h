@@ -8,13 +8,14 @@
 #ifndef BACKPROP_CORE_NETWORK_H_
 #define BACKPROP_CORE_NETWORK_H_
 
-#include <armadillo>
 #include <cstdint>
 #include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <armadillo>
+
 #include "core/spec.h"
 
 namespace backprop {
@@ -77,11 +78,14 @@ class Network {
   // (C(p + eps) - C(p - eps)) / (2 eps), computed in float64 on a float64
   // copy of these weights, for `samples` parameters (0 = 100, capped at the
   // parameter count) chosen by a fixed rule (evenly spaced over all
-  // parameters in layer order, weights column-major then biases). The
-  // relative error of one parameter is |g - fd| / max(|g| + |fd|, 1e-12)...
-  // see network.cc for the exact definition.
-  absl::StatusOr<GradientCheckResult> CheckGradients(const Mat& x,
-                                                     const Mat& y, double eps,
+  // parameters in layer order: w(1) column-major, b(1), w(2), b(2), ...;
+  // sample i of s out of P parameters is parameter floor(i * P / s)).
+  // g is Backprop's gradient of the same float64 copy, so the check tests the
+  // equations rather than float32 rounding. For one parameter,
+  //   abs error = |g - fd|,  rel error = |g - fd| / max(|g|, |fd|, 1e-8).
+  // kInvalidArgument: shapes as for Backprop, or eps not finite and > 0.
+  absl::StatusOr<GradientCheckResult> CheckGradients(const Mat& x, const Mat& y,
+                                                     double eps,
                                                      uint32_t samples) const;
 
   // A copy in the other element type (used by the gradient check and tests).
@@ -103,6 +107,57 @@ using AnyNetwork = std::variant<Network<double>, Network<float>>;
 
 // Creates the network of spec.dtype's element type.
 absl::StatusOr<AnyNetwork> CreateAnyNetwork(const ModelSpec& spec);
+
+namespace internal {
+
+// Engine internals shared by Network and Train (not for other callers): the
+// per-batch buffers and the batched BP1-BP4 kernels, so that the equations
+// exist once. Every buffer is allocated in the constructor; the member
+// functions allocate nothing. Buffers are column-major with max_m columns, of
+// which a call uses the first m (leading dimension = the layer width).
+template <typename T>
+class BatchWorkspace {
+ public:
+  // Buffers for up to max_m >= 1 examples of spec's layer widths.
+  BatchWorkspace(const ModelSpec& spec, arma::uword max_m);
+
+  arma::uword max_m() const { return max_m_; }
+  // z^l, a^l, delta^l of layer l = 1..L (n_l x max_m); a(0) is the x that
+  // the last Forward used.
+  T* z(size_t l) { return z_[l].memptr(); }
+  T* a(size_t l) { return l == 0 ? const_cast<T*>(x_) : a_[l].memptr(); }
+  T* delta(size_t l) { return delta_[l].memptr(); }
+
+  // Feedforward of x (n_0 x m, leading dimension n_0), 1 <= m <= max_m.
+  // x must stay alive until the last use of a(0).
+  void Forward(const Network<T>& net, const T* x, arma::uword m);
+  // After Forward: sum over the m examples of C_x (in double) for targets y
+  // (n_L x m).
+  double CostSum(const T* y, arma::uword m) const;
+  // After Forward: delta^L (BP1) and delta^l for l = L-1..1 (BP2).
+  void Backward(const Network<T>& net, const T* y, arma::uword m);
+  // After Forward: how many of layer l's n_l x m activations are saturated,
+  // |sigma'(z)| < 0.01 (0 unless the layer's activation is SIGMOID or TANH).
+  uint64_t CountSaturated(size_t l, arma::uword m) const;
+
+ private:
+  ModelSpec spec_;
+  arma::uword max_m_;
+  const T* x_ = nullptr;
+  std::vector<arma::Mat<T>> z_, a_, delta_;  // slot 0 unused
+};
+
+// C = alpha * op(A) * op(B) + beta * C with BLAS's column-major conventions
+// (trans 'N' or 'T'). Dimensions must fit in the BLAS integer type.
+template <typename T>
+void Gemm(char trans_a, char trans_b, arma::uword m, arma::uword n,
+          arma::uword k, T alpha, const T* a, arma::uword lda, const T* b,
+          arma::uword ldb, T beta, T* c, arma::uword ldc);
+
+// Largest width or batch the engine accepts (the BLAS integer type).
+inline constexpr uint64_t kMaxDimension = 0x7fffffff;
+
+}  // namespace internal
 
 extern template class Network<double>;
 extern template class Network<float>;

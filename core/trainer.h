@@ -1,7 +1,8 @@
 // Mini-batch stochastic gradient descent (Nielsen, NNDL ch. 1-3) with L2
 // weight decay and momentum, exactly API.md's update rule:
 //   g_w = 1/m sum_x delta^{x,l} (a^{x,l-1})^T + (lambda/n) w^l,
-//   g_b = 1/m sum_x delta^{x,l};  v <- mu v - eta g;  w <- w + v_w, b <- b + v_b
+//   g_b = 1/m sum_x delta^{x,l};  v <- mu v - eta g;  w <- w + v_w, b <- b +
+//   v_b
 // with m the size of this mini-batch (the last one may be smaller) and n the
 // training set size; velocities start at zero in every Train call.
 #ifndef BACKPROP_CORE_TRAINER_H_
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+
 #include "core/dataset.h"
 #include "core/network.h"
 
@@ -25,13 +27,20 @@ struct TrainOptions {
   double lambda = 0.0;
   double mu = 0.0;
   uint64_t shuffle_seed = 0;
-  bool monitor_training = false;    // also evaluate cost/accuracy on train set
+  bool monitor_training = false;  // also evaluate cost/accuracy on train set
   double progress_interval_seconds = 0;  // > 0: on_progress at most this often
 };
 
 // kInvalidArgument unless epochs >= 1, mini_batch_size >= 1, eta finite > 0,
 // lambda finite >= 0, mu in [0, 1).
 absl::Status ValidateTrainOptions(const TrainOptions& o);
+
+// The order in which epoch `epoch` (1-based, within one Train call) visits
+// the n training examples: a Fisher-Yates shuffle of 0..n-1 driven by a
+// std::mt19937_64 seeded through std::seed_seq from (shuffle_seed, epoch).
+// Train uses exactly this order (exposed so tests can replay an epoch).
+std::vector<uint64_t> ShuffleOrder(uint64_t n, uint64_t shuffle_seed,
+                                   uint32_t epoch);
 
 struct LayerStats {
   double weight_norm = 0;         // ||w^l||_F after the epoch
