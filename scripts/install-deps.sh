@@ -12,6 +12,7 @@ packages=(
   clang-14 libclang-rt-14-dev
   dataset-fashion-mnist
   procps openssl
+  nlohmann-json3-dev jq
 )
 if [[ "${BACKPROP_WITH_BENCH_REFS:-0}" == 1 ]]; then
   packages+=(python3-numpy python3-torch)
