@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -419,6 +420,8 @@ absl::StatusOr<Dataset> ParseCsv(absl::string_view text, const CsvOptions& o) {
   bool header_pending = o.skip_header;
   uint32_t max_label = 0;
 
+  // A UTF-8 byte order mark, as spreadsheet exports write, is not data.
+  absl::ConsumePrefix(&text, "\xEF\xBB\xBF");
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);

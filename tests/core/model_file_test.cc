@@ -376,8 +376,8 @@ TEST_F(AtomicFileTest, FailedWriteLeavesTheOldFileIntact) {
 
 TEST_F(AtomicFileTest, UnwritableFolderIsPermissionDenied) {
   if (geteuid() == 0) {
-    GTEST_SKIP() << "root ignores folder permissions; the two tests above "
-                    "force failures that root cannot bypass";
+    GTEST_SKIP() << "root ignores folder permissions; the tests above force "
+                    "failures that root cannot bypass";
   }
   ASSERT_EQ(chmod(dir_.c_str(), 0500), 0);
   absl::Status s = WriteFileAtomically(File("m.bin"), "x");

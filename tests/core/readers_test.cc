@@ -228,6 +228,29 @@ TEST_F(ReadIdxDatasetTest, ReadsGzipImagesAndScalesPixels) {
   EXPECT_EQ(d->inputs(3, 2), 1.0);
 }
 
+TEST_F(ReadIdxDatasetTest, KeepsNonByteImagesUnscaledAndReadsI32Labels) {
+  // f32 images 2 items x 1 value: 1.5 = 0x3FC00000, -300 = 0xC3960000.
+  WritePlain(images_, IdxHeader(0x0D, {2, 1}) +
+                          std::string("\x3F\xC0\0\0\xC3\x96\0\0", 8));
+  std::string labels = IdxHeader(0x0C, {2});
+  PutBe32(&labels, 1);
+  PutBe32(&labels, 0);
+  WritePlain(labels_, labels);
+  absl::StatusOr<Dataset> d = ReadIdxDataset(images_, labels_, 0);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->class_count, 2u);  // 0 means max label + 1
+  EXPECT_EQ(d->labels, (std::vector<uint32_t>{1, 0}));
+  EXPECT_EQ(d->inputs(0, 0), 1.5);  // exactly representable, not divided
+  EXPECT_EQ(d->inputs(0, 1), -300.0);
+  // A negative i32 label (0xFFFFFFFF = -1) is out of range.
+  std::string negative = IdxHeader(0x0C, {2});
+  PutBe32(&negative, 0xFFFFFFFF);
+  PutBe32(&negative, 0);
+  WritePlain(labels_, negative);
+  EXPECT_EQ(ReadIdxDataset(images_, labels_, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ReadIdxDatasetTest, RejectsCountMismatchNamingBothFiles) {
   WriteGzip(images_, U8Idx({3, 2, 2}, kPixels));
   WritePlain(labels_, U8Idx({2}, {1, 2}));
@@ -276,6 +299,16 @@ TEST(ParseCsvTest, ParsesLabelsFirstWithHeaderAndScale) {
   EXPECT_EQ(d->inputs(1, 0), 2.0);
   EXPECT_EQ(d->inputs(0, 1), 3.0);
   EXPECT_EQ(d->inputs(1, 1), 4.0);
+}
+
+TEST(ParseCsvTest, SkipsAByteOrderMark) {
+  absl::StatusOr<Dataset> d = ParseCsv(
+      "\xEF\xBB\xBF"
+      "3,1.5\n",
+      CsvOptions());
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->labels, (std::vector<uint32_t>{3}));
+  EXPECT_EQ(d->inputs(0, 0), 1.5);
 }
 
 TEST(ParseCsvTest, LastColumnLabelsAndFeaturesOnly) {
