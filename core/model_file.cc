@@ -238,7 +238,15 @@ std::string EncodeModel(const ModelRecord& record) {
         AppendU32(&header, static_cast<uint32_t>(record.metadata.size()));
         header.append(record.metadata);
 
-        std::string out(kModelMagic, sizeof(kModelMagic));
+        using T = typename std::decay_t<decltype(net)>::Mat::elem_type;
+        size_t parameter_bytes = 0;
+        for (size_t l = 1; l < net.num_layers(); ++l) {
+          parameter_bytes += (net.w(l).n_elem + net.b(l).n_elem) * sizeof(T);
+        }
+        std::string out;
+        out.reserve(sizeof(kModelMagic) + 8 + header.size() + parameter_bytes +
+                    kCrcSize);
+        out.append(kModelMagic, sizeof(kModelMagic));
         AppendU32(&out, kModelVersion);
         AppendU32(&out, static_cast<uint32_t>(header.size()));
         out.append(header);
@@ -316,7 +324,12 @@ absl::StatusOr<ModelRecord> DecodeModel(absl::string_view bytes,
 }
 
 std::string EncodeDataset(const Dataset& d, absl::string_view metadata) {
-  std::string out(kDatasetMagic, sizeof(kDatasetMagic));
+  std::string out;
+  // One allocation: datasets can be hundreds of MB.
+  out.reserve(sizeof(kDatasetMagic) + 4 + 4 + metadata.size() + 8 + 3 * 4 +
+              d.inputs.n_elem * 8 + d.labels.size() * 4 + d.targets.n_elem * 8 +
+              kCrcSize);
+  out.append(kDatasetMagic, sizeof(kDatasetMagic));
   AppendU32(&out, kDatasetVersion);
   AppendU32(&out, static_cast<uint32_t>(metadata.size()));
   out.append(metadata.data(), metadata.size());
