@@ -1,12 +1,12 @@
 #include "server/ids.h"
 
 #include <cstdint>
+#include <mutex>
 #include <random>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 
 namespace backprop::server {
 namespace {
@@ -43,11 +43,11 @@ absl::Status ValidateId(absl::string_view field, absl::string_view id) {
 }
 
 std::string NewId(absl::string_view prefix) {
-  static absl::Mutex mu(absl::kConstInit);
-  static std::mt19937_64* rng ABSL_GUARDED_BY(mu) = nullptr;
+  static std::mutex mu;
+  static std::mt19937_64* rng = nullptr;  // guarded by mu
   uint64_t r;
   {
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     if (rng == nullptr) rng = new std::mt19937_64(std::random_device{}());
     r = (*rng)();
   }

@@ -48,6 +48,37 @@ std::vector<std::string> ListIds(
   return ids;
 }
 
+// WriteFileAtomically's temp files are ".<name>.tmp.XXXXXX"; one that is
+// still there at startup was left by a crash mid-write (the real file is
+// intact), so it is removed.
+void RemoveStaleTempFiles(
+    const std::string& dir, absl::string_view ext,
+    const std::function<void(const std::string&)>& report) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) return;
+  for (const auto& e : it) {
+    const std::string name = e.path().filename().string();
+    const size_t mark = name.rfind(".tmp.");
+    if (name.size() < 2 || name[0] != '.' || mark == std::string::npos ||
+        name.size() - mark != 11) {
+      continue;
+    }
+    const std::string base = name.substr(1, mark - 1);  // "<id><ext>"
+    if (base.size() <= ext.size() ||
+        base.compare(base.size() - ext.size(), ext.size(), ext.data(),
+                     ext.size()) != 0 ||
+        !IsValidId(base.substr(0, base.size() - ext.size()))) {
+      continue;
+    }
+    std::error_code rm;
+    if (std::filesystem::remove(e.path(), rm)) {
+      report(absl::StrCat("removed ", e.path().string(),
+                          ", an unfinished write from an earlier run"));
+    }
+  }
+}
+
 absl::Status RemoveFile(const std::string& path) {
   std::error_code ec;
   std::filesystem::remove(path, ec);
@@ -73,24 +104,24 @@ ModelEntry::ModelEntry(std::string id, absl::Time create_time,
       state_(std::move(state)) {}
 
 std::shared_ptr<const ModelState> ModelEntry::state() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return state_;
 }
 
 void ModelEntry::Publish(std::shared_ptr<const ModelState> state) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   // The previous state, now in `state`, is freed (if no reader still holds
   // it) after the lock is released, when the parameter goes out of scope.
   state_.swap(state);
 }
 
 bool ModelEntry::training() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return training_;
 }
 
 absl::Status ModelEntry::TryStartTraining() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (deleted_) {
     return absl::FailedPreconditionError(
         absl::StrCat("model '", id_, "' is being deleted"));
@@ -106,7 +137,7 @@ absl::Status ModelEntry::TryStartTraining() {
 }
 
 void ModelEntry::EndTraining() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   training_ = false;
 }
 
@@ -127,6 +158,7 @@ size_t ModelRegistry::LoadAll(
   const uint64_t max_bytes = max_parameters_ > (uint64_t{1} << 59)
                                  ? ~uint64_t{0}
                                  : max_parameters_ * 8 + (1 << 20);
+  RemoveStaleTempFiles(dir_, ".model", report);
   size_t loaded = 0;
   for (const std::string& id : ListIds(dir_, ".model", report)) {
     const std::string path = PathFor(id);
@@ -156,7 +188,7 @@ size_t ModelRegistry::LoadAll(
     const absl::Time created = meta.has_create_time()
                                    ? TimeFromProto(meta.create_time())
                                    : state->update_time;
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     models_[id] = std::make_shared<ModelEntry>(id, created, std::move(state));
     ++loaded;
   }
@@ -165,7 +197,7 @@ size_t ModelRegistry::LoadAll(
 
 absl::StatusOr<std::shared_ptr<ModelEntry>> ModelRegistry::Get(
     absl::string_view id) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = models_.find(id);
   if (it == models_.end()) {
     return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
@@ -174,15 +206,15 @@ absl::StatusOr<std::shared_ptr<ModelEntry>> ModelRegistry::Get(
 }
 
 bool ModelRegistry::Contains(absl::string_view id) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return models_.find(id) != models_.end();
 }
 
 absl::StatusOr<std::shared_ptr<ModelEntry>> ModelRegistry::Create(
     const std::string& id, std::shared_ptr<const ModelState> state) {
-  absl::MutexLock io_lock(&io_mu_);
+  std::lock_guard<std::mutex> io_lock(io_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (models_.find(id) != models_.end()) {
       return absl::AlreadyExistsError(absl::StrCat(
           "model '", id, "' already exists; pick another id or delete it"));
@@ -195,22 +227,22 @@ absl::StatusOr<std::shared_ptr<ModelEntry>> ModelRegistry::Create(
   }
   auto entry = std::make_shared<ModelEntry>(id, state->update_time, state);
   if (absl::Status s = Persist(*entry, *state); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   models_[id] = entry;
   return entry;
 }
 
 absl::Status ModelRegistry::Delete(absl::string_view id) {
-  absl::MutexLock io_lock(&io_mu_);
+  std::lock_guard<std::mutex> io_lock(io_mu_);
   std::shared_ptr<ModelEntry> entry;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = models_.find(id);
     if (it == models_.end()) {
       return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
     }
     entry = it->second;
-    absl::MutexLock entry_lock(&entry->mu_);
+    std::lock_guard<std::mutex> entry_lock(entry->mu_);
     if (entry->training_) {
       return absl::FailedPreconditionError(absl::StrCat(
           "model '", id, "' is training; cancel the Train call first"));
@@ -219,12 +251,12 @@ absl::Status ModelRegistry::Delete(absl::string_view id) {
   }
   if (!dir_.empty()) {
     if (absl::Status s = RemoveFile(PathFor(id)); !s.ok()) {
-      absl::MutexLock entry_lock(&entry->mu_);
+      std::lock_guard<std::mutex> entry_lock(entry->mu_);
       entry->deleted_ = false;
       return s;
     }
   }
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   models_.erase(std::string(id));
   return absl::OkStatus();
 }
@@ -232,7 +264,7 @@ absl::Status ModelRegistry::Delete(absl::string_view id) {
 std::vector<std::shared_ptr<ModelEntry>> ModelRegistry::List(
     absl::string_view after, size_t limit) const {
   std::vector<std::shared_ptr<ModelEntry>> out;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto it = models_.upper_bound(after);
        it != models_.end() && out.size() < limit; ++it) {
     out.push_back(it->second);
@@ -265,6 +297,7 @@ std::string DatasetStore::PathFor(absl::string_view id) const {
 size_t DatasetStore::LoadAll(
     const std::function<void(const std::string&)>& report) {
   if (dir_.empty()) return 0;
+  RemoveStaleTempFiles(dir_, ".dataset", report);
   size_t loaded = 0;
   for (const std::string& id : ListIds(dir_, ".dataset", report)) {
     const std::string path = PathFor(id);
@@ -295,7 +328,7 @@ size_t DatasetStore::LoadAll(
     stored->create_time = meta.has_create_time()
                               ? TimeFromProto(meta.create_time())
                               : absl::Now();
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     datasets_[id] = std::move(stored);
     ++loaded;
   }
@@ -304,7 +337,7 @@ size_t DatasetStore::LoadAll(
 
 absl::StatusOr<std::shared_ptr<const StoredDataset>> DatasetStore::Get(
     absl::string_view id) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = datasets_.find(id);
   if (it == datasets_.end()) {
     return absl::NotFoundError(absl::StrCat("no dataset '", id, "'"));
@@ -313,14 +346,14 @@ absl::StatusOr<std::shared_ptr<const StoredDataset>> DatasetStore::Get(
 }
 
 bool DatasetStore::Contains(absl::string_view id) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return datasets_.find(id) != datasets_.end();
 }
 
 absl::Status DatasetStore::Add(std::shared_ptr<const StoredDataset> d) {
-  absl::MutexLock io_lock(&io_mu_);
+  std::lock_guard<std::mutex> io_lock(io_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (datasets_.find(d->id) != datasets_.end()) {
       return absl::AlreadyExistsError(
           absl::StrCat("dataset '", d->id,
@@ -342,15 +375,15 @@ absl::Status DatasetStore::Add(std::shared_ptr<const StoredDataset> d) {
       return s;
     }
   }
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   datasets_[d->id] = std::move(d);
   return absl::OkStatus();
 }
 
 absl::Status DatasetStore::Delete(absl::string_view id) {
-  absl::MutexLock io_lock(&io_mu_);
+  std::lock_guard<std::mutex> io_lock(io_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = datasets_.find(id);
     if (it == datasets_.end()) {
       return absl::NotFoundError(absl::StrCat("no dataset '", id, "'"));
@@ -365,7 +398,7 @@ absl::Status DatasetStore::Delete(absl::string_view id) {
   if (!dir_.empty()) {
     if (absl::Status s = RemoveFile(PathFor(id)); !s.ok()) return s;
   }
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   datasets_.erase(std::string(id));
   return absl::OkStatus();
 }
@@ -373,7 +406,7 @@ absl::Status DatasetStore::Delete(absl::string_view id) {
 std::vector<std::shared_ptr<const StoredDataset>> DatasetStore::List(
     absl::string_view after, size_t limit) const {
   std::vector<std::shared_ptr<const StoredDataset>> out;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto it = datasets_.upper_bound(after);
        it != datasets_.end() && out.size() < limit; ++it) {
     out.push_back(it->second);

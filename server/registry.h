@@ -4,6 +4,11 @@
 // ModelState: an immutable snapshot behind a shared_ptr that a training swaps
 // at each epoch end. The lock is held only to copy that pointer, never while
 // computing or training, so readers never wait for a training.
+//
+// Locks are std::mutex rather than absl::Mutex: Debian's Abseil is not built
+// with ThreadSanitizer annotations, so TSan cannot see absl::Mutex and would
+// report every guarded access as a race. "Guarded by mu_" comments stand in
+// for ABSL_GUARDED_BY, which needs absl::Mutex.
 #ifndef BACKPROP_SERVER_REGISTRY_H_
 #define BACKPROP_SERVER_REGISTRY_H_
 
@@ -11,15 +16,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 #include "backprop/v1/backprop.pb.h"
@@ -50,24 +54,24 @@ class ModelEntry {
   absl::Time create_time() const { return create_time_; }
 
   // The last published state (never null).
-  std::shared_ptr<const ModelState> state() const ABSL_LOCKS_EXCLUDED(mu_);
-  void Publish(std::shared_ptr<const ModelState> state)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<const ModelState> state() const;
+  void Publish(std::shared_ptr<const ModelState> state);
 
-  bool training() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool training() const;
   // kFailedPrecondition when it already trains (or was just deleted).
-  absl::Status TryStartTraining() ABSL_LOCKS_EXCLUDED(mu_);
-  void EndTraining() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status TryStartTraining();
+  void EndTraining();
 
  private:
   friend class ModelRegistry;
   const std::string id_;
   const absl::Time create_time_;
   const ModelSpec spec_;
-  mutable absl::Mutex mu_;
-  std::shared_ptr<const ModelState> state_ ABSL_GUARDED_BY(mu_);
-  bool training_ ABSL_GUARDED_BY(mu_) = false;
-  bool deleted_ ABSL_GUARDED_BY(mu_) = false;
+  mutable std::mutex mu_;
+  // Guarded by mu_:
+  std::shared_ptr<const ModelState> state_;
+  bool training_ = false;
+  bool deleted_ = false;
 };
 
 class ModelRegistry {
@@ -80,28 +84,25 @@ class ModelRegistry {
   size_t LoadAll(const std::function<void(const std::string&)>& report);
 
   // kNotFound for a (valid) id that is not here.
-  absl::StatusOr<std::shared_ptr<ModelEntry>> Get(absl::string_view id) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::shared_ptr<ModelEntry>> Get(absl::string_view id) const;
 
   // Persists, then registers. kAlreadyExists, kResourceExhausted (model
   // count), or the storage error (nothing registered, no file left).
   absl::StatusOr<std::shared_ptr<ModelEntry>> Create(
-      const std::string& id, std::shared_ptr<const ModelState> state)
-      ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+      const std::string& id, std::shared_ptr<const ModelState> state);
 
   // kNotFound, kFailedPrecondition while it trains; removes the file.
-  absl::Status Delete(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+  absl::Status Delete(absl::string_view id);
 
   // Up to `limit` entries with id > after, sorted by id.
   std::vector<std::shared_ptr<ModelEntry>> List(absl::string_view after,
-                                                size_t limit) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+                                                size_t limit) const;
 
   // Writes the file for this entry at `state` (atomic replace). Called by the
   // training job before it publishes an epoch.
   absl::Status Persist(const ModelEntry& entry, const ModelState& state) const;
 
-  bool Contains(absl::string_view id) const ABSL_LOCKS_EXCLUDED(mu_);
+  bool Contains(absl::string_view id) const;
 
  private:
   std::string PathFor(absl::string_view id) const;
@@ -110,10 +111,11 @@ class ModelRegistry {
   const uint64_t max_models_;
   const uint64_t max_parameters_;
   // Serialises Create/Delete with their file I/O; readers take only mu_.
-  absl::Mutex io_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  mutable absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<ModelEntry>, std::less<>> models_
-      ABSL_GUARDED_BY(mu_);
+  // Lock order: io_mu_, then mu_, then a ModelEntry's mu_.
+  std::mutex io_mu_;
+  mutable std::mutex mu_;
+  // Guarded by mu_:
+  std::map<std::string, std::shared_ptr<ModelEntry>, std::less<>> models_;
 };
 
 // A data set as the server keeps it: immutable once registered.
@@ -132,19 +134,18 @@ class DatasetStore {
   size_t LoadAll(const std::function<void(const std::string&)>& report);
 
   absl::StatusOr<std::shared_ptr<const StoredDataset>> Get(
-      absl::string_view id) const ABSL_LOCKS_EXCLUDED(mu_);
-  bool Contains(absl::string_view id) const ABSL_LOCKS_EXCLUDED(mu_);
+      absl::string_view id) const;
+  bool Contains(absl::string_view id) const;
 
   // Persists (unless read_only), then registers. kAlreadyExists,
   // kResourceExhausted, or the storage error (nothing left behind).
-  absl::Status Add(std::shared_ptr<const StoredDataset> d)
-      ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+  absl::Status Add(std::shared_ptr<const StoredDataset> d);
 
   // kNotFound; kFailedPrecondition for a preloaded (read-only) data set.
-  absl::Status Delete(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+  absl::Status Delete(absl::string_view id);
 
   std::vector<std::shared_ptr<const StoredDataset>> List(
-      absl::string_view after, size_t limit) const ABSL_LOCKS_EXCLUDED(mu_);
+      absl::string_view after, size_t limit) const;
 
  private:
   std::string PathFor(absl::string_view id) const;
@@ -152,10 +153,11 @@ class DatasetStore {
   const std::string dir_;
   const uint64_t max_datasets_;
   const uint64_t max_bytes_;
-  absl::Mutex io_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  mutable absl::Mutex mu_;
+  std::mutex io_mu_;  // lock order: io_mu_, then mu_
+  mutable std::mutex mu_;
+  // Guarded by mu_:
   std::map<std::string, std::shared_ptr<const StoredDataset>, std::less<>>
-      datasets_ ABSL_GUARDED_BY(mu_);
+      datasets_;
 };
 
 }  // namespace backprop::server

@@ -1,5 +1,9 @@
 #include "server/server.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -8,6 +12,9 @@
 #include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
 
 namespace backprop::server {
 namespace {
@@ -34,6 +41,19 @@ absl::StatusOr<std::unique_ptr<BackpropServer>> BackpropServer::Start(
   if (absl::Status s = MakeDir(options.service.data_dir); !s.ok()) return s;
 
   std::unique_ptr<BackpropServer> server(new BackpropServer());
+  if (!options.service.model_dir.empty()) {
+    const std::string lock = options.service.model_dir + "/LOCK";
+    server->lock_fd_ = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (server->lock_fd_ < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot open ", lock, ": ", std::strerror(errno)));
+    }
+    if (flock(server->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "another backprop-server is using ", options.service.model_dir, " (",
+          lock, " is locked); give each server its own --model_dir"));
+    }
+  }
   server->service_ = std::make_unique<BackpropService>(options.service);
   server->service_->LoadAll(report);
   if (!options.preload_fashion_mnist_dir.empty()) {
@@ -83,7 +103,12 @@ absl::StatusOr<std::unique_ptr<BackpropServer>> BackpropServer::Start(
   return server;
 }
 
-BackpropServer::~BackpropServer() { Shutdown(absl::Seconds(5)); }
+BackpropServer::~BackpropServer() {
+  Shutdown(absl::Seconds(5));
+  server_.reset();
+  service_.reset();
+  if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
+}
 
 std::shared_ptr<grpc::Channel> BackpropServer::InProcessChannel() {
   grpc::ChannelArguments args;

@@ -31,7 +31,8 @@ struct ServerOptions {
 
 class BackpropServer {
  public:
-  // Creates the directories, loads what they hold (reporting each file that
+  // Creates the directories, takes model_dir/LOCK (kFailedPrecondition when
+  // another server holds it), loads what they hold (reporting each file that
   // fails through `report`), starts serving, and marks health SERVING.
   static absl::StatusOr<std::unique_ptr<BackpropServer>> Start(
       const ServerOptions& options,
@@ -51,6 +52,7 @@ class BackpropServer {
  private:
   BackpropServer() = default;
 
+  int lock_fd_ = -1;  // flock on model_dir/LOCK: one server per folder
   std::unique_ptr<BackpropService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -1,9 +1,12 @@
 #include "server/service.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <deque>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <thread>
@@ -24,6 +27,8 @@ namespace backprop::server {
 namespace {
 
 constexpr uint32_t kDefaultPageSize = 100;
+// Each checked parameter costs two feedforward passes over the batch.
+constexpr uint32_t kMaxCheckSamples = 10'000;
 
 // Runs f and maps the exceptions Armadillo or the allocator may throw (which
 // would otherwise take the whole server down) to a status.
@@ -111,7 +116,7 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
 
   void OnWriteDone(bool ok) override {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       write_in_flight_ = false;
       epoch_in_flight_ = false;
       if (!ok) {
@@ -121,6 +126,7 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
         pending_epochs_.clear();
         pending_progress_.reset();
       }
+      cv_.notify_all();
     }
     Pump();
   }
@@ -140,9 +146,10 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
 
   // Also called by the service at shutdown (under its train_mu_).
   void Cancel() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     cancelled_ = true;
     cancel_.store(true);
+    cv_.notify_all();
   }
 
  private:
@@ -153,14 +160,11 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
     job_.entry->EndTraining();
     service_->ReleaseTrainingSlot(this);
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       // Every EpochMetrics is delivered unless the stream broke.
-      mu_.Await(absl::Condition(
-          +[](TrainReactor* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
-            return !r->write_in_flight_ &&
-                   (r->pending_epochs_.empty() || r->broken_);
-          },
-          this));
+      cv_.wait(lock, [this] {
+        return !write_in_flight_ && (pending_epochs_.empty() || broken_);
+      });
       finish_called_ = true;
       pending_progress_.reset();
     }
@@ -229,8 +233,9 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
     if (service_->options_.after_epoch_for_test) {
       service_->options_.after_epoch_for_test(
           m.epoch, [this](absl::Duration timeout) {
-            absl::MutexLock lock(&mu_);
-            return mu_.AwaitWithTimeout(absl::Condition(&cancelled_), timeout);
+            std::unique_lock<std::mutex> lock(mu_);
+            return cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
+                                [this] { return cancelled_; });
           });
     }
     return absl::OkStatus();
@@ -238,14 +243,12 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
 
   void QueueEpoch(v1::TrainEvent ev) {
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       // Wait for the previous epoch's event: never more than one pending.
-      mu_.Await(absl::Condition(
-          +[](TrainReactor* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
-            return (r->pending_epochs_.empty() && !r->epoch_in_flight_) ||
-                   r->broken_ || r->cancelled_;
-          },
-          this));
+      cv_.wait(lock, [this] {
+        return (pending_epochs_.empty() && !epoch_in_flight_) || broken_ ||
+               cancelled_;
+      });
       if (broken_) return;
       pending_progress_.reset();  // progress of the epoch that just ended
       pending_epochs_.push_back(std::move(ev));
@@ -255,7 +258,7 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
 
   void OfferProgress(v1::TrainEvent ev) {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (broken_ || finish_called_) return;
       pending_progress_ = std::move(ev);  // keep only the latest
     }
@@ -265,7 +268,7 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
   // Starts the next write if none is in flight.
   void Pump() {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (write_in_flight_ || broken_ || finish_called_) return;
       if (!pending_epochs_.empty()) {
         in_flight_ = std::move(pending_epochs_.front());
@@ -288,14 +291,16 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
   uint64_t base_epochs_ = 0;  // worker thread only
   std::atomic<bool> cancel_{false};
 
-  absl::Mutex mu_;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool epoch_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<v1::TrainEvent> pending_epochs_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::TrainEvent> pending_progress_ ABSL_GUARDED_BY(mu_);
+  std::mutex mu_;  // std::mutex so that TSan sees it (see registry.h)
+  std::condition_variable cv_;  // any change of the fields below
+  // Guarded by mu_:
+  bool cancelled_ = false;
+  bool broken_ = false;
+  bool write_in_flight_ = false;
+  bool epoch_in_flight_ = false;
+  bool finish_called_ = false;
+  std::deque<v1::TrainEvent> pending_epochs_;
+  std::optional<v1::TrainEvent> pending_progress_;
   v1::TrainEvent in_flight_;  // owned by the write in flight
 
   std::thread worker_;  // last: everything it touches exists before it runs
@@ -438,21 +443,19 @@ absl::Status BackpropService::PreloadFashionMnist(const std::string& dir) {
 }
 
 void BackpropService::BeginShutdown() {
-  absl::MutexLock lock(&train_mu_);
+  std::lock_guard<std::mutex> lock(train_mu_);
   shutting_down_ = true;
   for (TrainReactor* r : trainings_) r->Cancel();
 }
 
 bool BackpropService::WaitForTrainingsToEnd(absl::Duration timeout) {
-  absl::MutexLock lock(&train_mu_);
-  return train_mu_.AwaitWithTimeout(
-      absl::Condition(
-          +[](int* n) { return *n == 0; }, &reserved_slots_),
-      timeout);
+  std::unique_lock<std::mutex> lock(train_mu_);
+  return train_cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
+                            [this] { return reserved_slots_ == 0; });
 }
 
 absl::Status BackpropService::ReserveTrainingSlot() {
-  absl::MutexLock lock(&train_mu_);
+  std::lock_guard<std::mutex> lock(train_mu_);
   if (shutting_down_) {
     return absl::UnavailableError("the server is shutting down");
   }
@@ -467,15 +470,16 @@ absl::Status BackpropService::ReserveTrainingSlot() {
 }
 
 void BackpropService::AttachTraining(TrainReactor* r) {
-  absl::MutexLock lock(&train_mu_);
+  std::lock_guard<std::mutex> lock(train_mu_);
   trainings_.insert(r);
   if (shutting_down_) r->Cancel();
 }
 
 void BackpropService::ReleaseTrainingSlot(TrainReactor* r) {
-  absl::MutexLock lock(&train_mu_);
+  std::lock_guard<std::mutex> lock(train_mu_);
   if (r != nullptr) trainings_.erase(r);
   --reserved_slots_;
+  train_cv_.notify_all();
 }
 
 grpc::ServerUnaryReactor* BackpropService::CreateModel(
@@ -780,6 +784,11 @@ absl::Status BackpropService::DoGetGradients(const v1::GetGradientsRequest& req,
     return absl::InvalidArgumentError(
         absl::StrCat("check_epsilon = ", req.check_epsilon(),
                      " must be finite and >= 0 (0 = no check)"));
+  }
+  if (req.check_samples() > kMaxCheckSamples) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("check_samples = ", req.check_samples(),
+                     "; this server checks at most ", kMaxCheckSamples));
   }
   absl::StatusOr<std::shared_ptr<ModelEntry>> entry =
       models_.Get(req.model_id());

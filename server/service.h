@@ -17,15 +17,15 @@
 #ifndef BACKPROP_SERVER_SERVICE_H_
 #define BACKPROP_SERVER_SERVICE_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include <grpcpp/grpcpp.h>
 
@@ -69,10 +69,9 @@ class BackpropService final : public v1::Backprop::CallbackService {
   absl::Status PreloadFashionMnist(const std::string& dir);
 
   // Cancels every running training and refuses new ones (UNAVAILABLE).
-  void BeginShutdown() ABSL_LOCKS_EXCLUDED(train_mu_);
+  void BeginShutdown();
   // True once no training runs (they have released model and slot).
-  bool WaitForTrainingsToEnd(absl::Duration timeout)
-      ABSL_LOCKS_EXCLUDED(train_mu_);
+  bool WaitForTrainingsToEnd(absl::Duration timeout);
 
   ModelRegistry& models() { return models_; }
   DatasetStore& datasets() { return datasets_; }
@@ -130,21 +129,23 @@ class BackpropService final : public v1::Backprop::CallbackService {
 
   // Reserves a training slot: kResourceExhausted when all are taken,
   // kUnavailable during shutdown.
-  absl::Status ReserveTrainingSlot() ABSL_LOCKS_EXCLUDED(train_mu_);
+  absl::Status ReserveTrainingSlot();
   // The reactor that uses a reserved slot (cancelled at once if shutdown
   // began meanwhile).
-  void AttachTraining(TrainReactor* r) ABSL_LOCKS_EXCLUDED(train_mu_);
+  void AttachTraining(TrainReactor* r);
   // Gives the slot back and forgets r (r may be null: never attached).
-  void ReleaseTrainingSlot(TrainReactor* r) ABSL_LOCKS_EXCLUDED(train_mu_);
+  void ReleaseTrainingSlot(TrainReactor* r);
 
   const ServiceOptions options_;
   ModelRegistry models_;
   DatasetStore datasets_;
 
-  absl::Mutex train_mu_;
-  std::set<TrainReactor*> trainings_ ABSL_GUARDED_BY(train_mu_);
-  int reserved_slots_ ABSL_GUARDED_BY(train_mu_) = 0;
-  bool shutting_down_ ABSL_GUARDED_BY(train_mu_) = false;
+  std::mutex train_mu_;  // std::mutex so that TSan sees it (registry.h)
+  std::condition_variable train_cv_;  // reserved_slots_ decreased
+  // Guarded by train_mu_:
+  std::set<TrainReactor*> trainings_;
+  int reserved_slots_ = 0;
+  bool shutting_down_ = false;
 };
 
 }  // namespace backprop::server

@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -169,7 +168,7 @@ TEST(ServerBinaryTest, ServesHealthAndReflectionAndRestartsBitwise) {
         std::string("\x0a", 1) + static_cast<char>(name.size()) + name);
     grpc::ByteBuffer response;
     grpc::ClientContext hctx;
-    absl::Notification done;
+    testing::Notification done;
     grpc::Status hstatus;
     generic.UnaryCall(&hctx, "/grpc.health.v1.Health/Check",
                       grpc::StubOptions(), &request, &response,
@@ -177,7 +176,7 @@ TEST(ServerBinaryTest, ServesHealthAndReflectionAndRestartsBitwise) {
                         hstatus = s;
                         done.Notify();
                       });
-    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    ASSERT_TRUE(done.WaitFor(std::chrono::seconds(30)));
     ASSERT_TRUE(hstatus.ok()) << hstatus.error_message();
     EXPECT_EQ(ToString(response), std::string("\x08\x01", 2));
 

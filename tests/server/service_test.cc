@@ -10,7 +10,6 @@
 #include <memory>
 #include <thread>
 
-#include "absl/synchronization/notification.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -56,7 +55,7 @@ class ServiceTest : public ::testing::Test {
           if (pause_until_cancel_) {
             wait_for_cancel(absl::Seconds(60));
           } else {
-            release_.WaitForNotificationWithTimeout(absl::Seconds(60));
+            release_.WaitFor(std::chrono::seconds(60));
           }
         };
     if (tweak) tweak(o);
@@ -127,8 +126,8 @@ class ServiceTest : public ::testing::Test {
   // Test hook state: pause the training thread after epoch pause_at_epoch_.
   uint32_t pause_at_epoch_ = 0;
   bool pause_until_cancel_ = false;
-  absl::Notification paused_;
-  absl::Notification release_;
+  testing::Notification paused_;
+  testing::Notification release_;
   std::atomic<bool> paused_once_{false};
 };
 
@@ -497,7 +496,7 @@ TEST_F(ServiceTest, PredictDuringTrainingNeverWaitsOrGoesBack) {
   v1::TrainEvent ev;
   ASSERT_TRUE(r->Read(&ev));
   ASSERT_TRUE(ev.has_epoch());
-  ASSERT_TRUE(paused_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(paused_.WaitFor(std::chrono::seconds(30)));
 
   // While it trains: a second Train and a Delete are refused.
   TrainResult second = RunTrain(stub_.get(), TrainReq("busy", 1));
@@ -590,9 +589,13 @@ TEST_F(ServiceTest, CorruptFilesAreReportedAndLeftInPlace) {
   std::filesystem::create_directories(dir_.Sub("datasets"));
   std::ofstream(dir_.Sub("models/bad.model")) << "not a model";
   std::ofstream(dir_.Sub("datasets/bad.dataset")) << "not a dataset";
+  // What a crash in the middle of WriteFileAtomically leaves behind.
+  std::ofstream(dir_.Sub("models/.m1.model.tmp.Ab12xZ")) << "partial";
   Start();
-  EXPECT_EQ(reports_.size(), 2u);
+  EXPECT_EQ(reports_.size(), 3u);
   EXPECT_THAT(ListDir(dir_.Sub("models")), ::testing::Contains("bad.model"));
+  EXPECT_THAT(ListDir(dir_.Sub("models")),
+              ::testing::Not(::testing::Contains(".m1.model.tmp.Ab12xZ")));
   v1::GetModelRequest get;
   get.set_model_id("bad");
   v1::Model m;
@@ -600,6 +603,32 @@ TEST_F(ServiceTest, CorruptFilesAreReportedAndLeftInPlace) {
   EXPECT_EQ(stub_->GetModel(&ctx, get, &m).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(Create("ok", Spec({2, 2})).ok());  // still serving
+}
+
+TEST_F(ServiceTest, SecondServerOnTheSameFoldersIsRefused) {
+  Start();
+  ServerOptions o;
+  o.listen = "";
+  o.service.model_dir = dir_.Sub("models");
+  o.service.data_dir = dir_.Sub("datasets");
+  absl::StatusOr<std::unique_ptr<BackpropServer>> second =
+      BackpropServer::Start(o, [](const std::string&) {});
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Create("still", Spec({2, 2})).ok());  // the first is unaffected
+}
+
+TEST_F(ServiceTest, GetGradientsRefusesTooManyCheckSamples) {
+  Start();
+  ASSERT_TRUE(Create("g", Spec({2, 2})).ok());
+  v1::GetGradientsRequest req;
+  req.set_model_id("g");
+  *req.mutable_examples() = SyntheticExamples(2, 2, 1);
+  req.set_check_epsilon(1e-6);
+  req.set_check_samples(1'000'000);
+  v1::GetGradientsResponse resp;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub_->GetGradients(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
 // ---- One test per error row of API.md ----
@@ -653,8 +682,8 @@ TEST_F(ServiceTest, CreateModelRejectsBadSpecsAndIds) {
   grpc::ClientContext ctx;
   EXPECT_EQ(stub_->CreateModel(&ctx, wrong_shape, &m).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_TRUE(ListDir(dir_.Sub("models")) ==
-              std::vector<std::string>{"a.model"});
+  EXPECT_THAT(ListDir(dir_.Sub("models")),
+              ::testing::UnorderedElementsAre("a.model", "LOCK"));
 }
 
 TEST_F(ServiceTest, PredictRejectsBadInputs) {

@@ -5,8 +5,11 @@
 
 #include <stdlib.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,6 +19,31 @@
 #include "backprop/v1/backprop.grpc.pb.h"
 
 namespace backprop::server::testing {
+
+// A one-shot event. Built on std::mutex rather than absl::Notification
+// because Debian's Abseil is not instrumented for ThreadSanitizer, which then
+// cannot see the synchronisation (see server/registry.h).
+class Notification {
+ public:
+  void Notify() {
+    std::lock_guard<std::mutex> lock(mu_);
+    notified_ = true;
+    cv_.notify_all();
+  }
+  bool HasBeenNotified() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return notified_;
+  }
+  bool WaitFor(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [this] { return notified_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool notified_ = false;
+};
 
 // A fresh folder under $TEST_TMPDIR or /tmp, removed at destruction.
 class TempDir {
