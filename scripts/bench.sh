@@ -30,7 +30,8 @@ out="${BENCH_OUT:-$(mktemp -d)}"
 mkdir -p "$out"
 py=/usr/bin/python3
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)," \
+# getconf, not nproc: GNU nproc honours OMP_NUM_THREADS, set just above.
+echo "== machine: $(getconf _NPROCESSORS_ONLN) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)," \
   "BLAS $(readlink -f /etc/alternatives/libblas.so.3-x86_64-linux-gnu)," \
   "threads $threads, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%F %T') UTC"
 
