@@ -10,6 +10,8 @@
 #                            whether a container on the default bridge reaches
 #                            the Debian mirror, and fall back to "host" if not.
 #   BACKPROP_BUILD_JOBS      compile jobs inside the build (default 2).
+#   BACKPROP_DOCKER_REV      build this git revision (git archive) instead of
+#                            the working tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,12 @@ if [[ -z $network ]]; then
   fi
 fi
 
-docker build --network "$network" \
-  --build-arg JOBS="${BACKPROP_BUILD_JOBS:-2}" \
-  -f docker/Dockerfile -t "$tag" "$@" .
+args=(--network "$network" --build-arg JOBS="${BACKPROP_BUILD_JOBS:-2}"
+  -f docker/Dockerfile -t "$tag" "$@")
+if [[ -n ${BACKPROP_DOCKER_REV:-} ]]; then
+  # Build a committed revision (e.g. HEAD) instead of the working tree, which
+  # may hold unfinished edits.
+  git archive --format=tar "$BACKPROP_DOCKER_REV" | docker build "${args[@]}" -
+else
+  docker build "${args[@]}" .
+fi
