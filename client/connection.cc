@@ -1,0 +1,102 @@
+#include "client/connection.h"
+
+#include <chrono>
+#include <iostream>
+
+namespace backprop::client {
+namespace {
+
+std::chrono::system_clock::time_point DeadlineAfter(double seconds) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             std::chrono::duration<double>(seconds));
+}
+
+}  // namespace
+
+Connection::Connection(const GlobalOptions& options) : options_(options) {}
+
+std::shared_ptr<grpc::Channel> Connection::channel() {
+  if (channel_ == nullptr) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(512 << 20);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    channel_ = grpc::CreateCustomChannel(
+        options_.server, grpc::InsecureChannelCredentials(), args);
+  }
+  return channel_;
+}
+
+backprop::v1::Backprop::Stub& Connection::stub() {
+  if (stub_ == nullptr) stub_ = backprop::v1::Backprop::NewStub(channel());
+  return *stub_;
+}
+
+void Connection::PrepareUnary(grpc::ClientContext* context) const {
+  const double seconds = options_.deadline_seconds > 0
+                             ? options_.deadline_seconds
+                             : kDefaultUnaryDeadlineSeconds;
+  context->set_deadline(DeadlineAfter(seconds));
+}
+
+void Connection::PrepareStream(grpc::ClientContext* context) const {
+  if (options_.deadline_seconds > 0) {
+    context->set_deadline(DeadlineAfter(options_.deadline_seconds));
+  }
+}
+
+const char* StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+int ReportRpcError(const grpc::Status& status) {
+  std::cerr << "error: " << StatusCodeName(status.error_code()) << ": "
+            << status.error_message() << "\n";
+  return kExitError;
+}
+
+int ReportError(const std::string& message, int exit_code) {
+  std::cerr << "error: " << message << "\n";
+  return exit_code;
+}
+
+}  // namespace backprop::client

@@ -1,0 +1,69 @@
+// The channel every command shares, the options that shape it, and how a
+// failed call is reported to the user.
+#ifndef BACKPROP_CLIENT_CONNECTION_H_
+#define BACKPROP_CLIENT_CONNECTION_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "backprop/v1/backprop.grpc.pb.h"
+
+namespace backprop::client {
+
+// Exit codes of the CLI.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;  // an RPC failed, or a file was bad
+inline constexpr int kExitUsage = 2;  // bad flags or flag values
+inline constexpr int kExitInterrupted = 130;  // 128 + SIGINT
+
+inline constexpr char kDefaultServer[] = "127.0.0.1:50051";
+// Unary calls get this deadline unless --deadline says otherwise; streams get
+// none unless --deadline is given (a training run may take hours).
+inline constexpr double kDefaultUnaryDeadlineSeconds = 60.0;
+// Requests we build are kept under this many bytes: the server's receive
+// limit is gRPC's default 4 MiB (RELIABILITY.md §3).
+inline constexpr size_t kRequestByteBudget = 3u << 20;
+
+// Flags shared by every command (set by main.cc before a command runs).
+struct GlobalOptions {
+  std::string server = kDefaultServer;
+  double deadline_seconds = 0;  // 0: kDefaultUnaryDeadlineSeconds, streams none
+  bool json = false;
+};
+
+class Connection {
+ public:
+  // Creates the channel lazily on first use. Receives up to 512 MiB per
+  // message so that every response the server may send fits; keepalive
+  // every 60 s so that a dead peer is noticed during a long Train stream.
+  explicit Connection(const GlobalOptions& options);
+
+  std::shared_ptr<grpc::Channel> channel();
+  backprop::v1::Backprop::Stub& stub();
+
+  // Applies the deadline for a unary call.
+  void PrepareUnary(grpc::ClientContext* context) const;
+  // Applies the deadline for a streaming call (none unless --deadline).
+  void PrepareStream(grpc::ClientContext* context) const;
+
+  const GlobalOptions& options() const { return options_; }
+
+ private:
+  GlobalOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<backprop::v1::Backprop::Stub> stub_;
+};
+
+// "NOT_FOUND" for grpc::StatusCode::NOT_FOUND, and so on.
+const char* StatusCodeName(grpc::StatusCode code);
+
+// Prints "error: CODE: message" to stderr and returns kExitError.
+int ReportRpcError(const grpc::Status& status);
+// Prints "error: message" to stderr and returns the given exit code.
+int ReportError(const std::string& message, int exit_code = kExitError);
+
+}  // namespace backprop::client
+
+#endif  // BACKPROP_CLIENT_CONNECTION_H_
