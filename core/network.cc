@@ -46,31 +46,34 @@ DType DTypeOf<float>() {
   return DType::kFloat32;
 }
 
-// sigma(z) of a hidden or output layer, z and a both n x m (may alias).
+// sigma(z) of the first n rows of m columns (leading dimension ld) of a
+// hidden or output layer; z and a may alias.
 template <typename T>
-void Activate(Activation f, const T* z, T* a, arma::uword n, arma::uword m) {
-  const arma::uword count = n * m;
-  switch (f) {
-    case Activation::kSigmoid:
-      for (arma::uword i = 0; i < count; ++i) {
-        a[i] = T{1} / (T{1} + std::exp(-z[i]));
-      }
-      return;
-    case Activation::kTanh:
-      for (arma::uword i = 0; i < count; ++i) a[i] = std::tanh(z[i]);
-      return;
-    case Activation::kRelu:
-      for (arma::uword i = 0; i < count; ++i) a[i] = z[i] > T{0} ? z[i] : T{0};
-      return;
-    case Activation::kIdentity:
-      if (a != z) std::memcpy(a, z, count * sizeof(T));
-      return;
-    case Activation::kSoftmax:
-      // Per column, after subtracting the column's maximum so exp never
-      // overflows; the result is mathematically unchanged.
-      for (arma::uword j = 0; j < m; ++j) {
-        const T* zc = z + j * n;
-        T* ac = a + j * n;
+void Activate(Activation f, const T* z, T* a, arma::uword n, arma::uword m,
+              arma::uword ld) {
+  for (arma::uword j = 0; j < m; ++j) {
+    const T* zc = z + j * ld;
+    T* ac = a + j * ld;
+    switch (f) {
+      case Activation::kSigmoid:
+        for (arma::uword i = 0; i < n; ++i) {
+          ac[i] = T{1} / (T{1} + std::exp(-zc[i]));
+        }
+        break;
+      case Activation::kTanh:
+        for (arma::uword i = 0; i < n; ++i) ac[i] = std::tanh(zc[i]);
+        break;
+      case Activation::kRelu:
+        for (arma::uword i = 0; i < n; ++i) {
+          ac[i] = zc[i] > T{0} ? zc[i] : T{0};
+        }
+        break;
+      case Activation::kIdentity:
+        if (ac != zc) std::memcpy(ac, zc, n * sizeof(T));
+        break;
+      case Activation::kSoftmax: {
+        // After subtracting the column's maximum, so exp never overflows;
+        // the result is mathematically unchanged.
         T top = zc[0];
         for (arma::uword i = 1; i < n; ++i) top = std::max(top, zc[i]);
         T sum = 0;
@@ -80,32 +83,122 @@ void Activate(Activation f, const T* z, T* a, arma::uword n, arma::uword m) {
         }
         const T inv = T{1} / sum;
         for (arma::uword i = 0; i < n; ++i) ac[i] *= inv;
+        break;
       }
-      return;
+    }
   }
 }
 
-// d *= sigma'(z), with sigma' written in terms of a = sigma(z) (exact for
-// every activation allowed where sigma' is needed; RELU's sigma'(0) is 0
-// because a > 0 exactly when z > 0).
+// d *= sigma'(z) on n rows of m columns, with sigma' written in terms of
+// a = sigma(z) (exact for every activation for which sigma' is needed;
+// RELU's sigma'(0) is 0 because a > 0 exactly when z > 0).
 template <typename T>
-void MultiplyByPrime(Activation f, const T* a, T* d, arma::uword count) {
-  switch (f) {
-    case Activation::kSigmoid:
-      for (arma::uword i = 0; i < count; ++i) d[i] *= a[i] * (T{1} - a[i]);
-      return;
-    case Activation::kTanh:
-      for (arma::uword i = 0; i < count; ++i) d[i] *= T{1} - a[i] * a[i];
-      return;
-    case Activation::kRelu:
-      for (arma::uword i = 0; i < count; ++i) {
-        d[i] = a[i] > T{0} ? d[i] : T{0};
-      }
-      return;
-    case Activation::kIdentity:
-    case Activation::kSoftmax:  // only reached with CROSS_ENTROPY: unused
-      return;
+void MultiplyByPrime(Activation f, const T* a, T* d, arma::uword n,
+                     arma::uword m, arma::uword ld) {
+  for (arma::uword j = 0; j < m; ++j) {
+    const T* ac = a + j * ld;
+    T* dc = d + j * ld;
+    switch (f) {
+      case Activation::kSigmoid:
+        for (arma::uword i = 0; i < n; ++i) dc[i] *= ac[i] * (T{1} - ac[i]);
+        break;
+      case Activation::kTanh:
+        for (arma::uword i = 0; i < n; ++i) dc[i] *= T{1} - ac[i] * ac[i];
+        break;
+      case Activation::kRelu:
+        for (arma::uword i = 0; i < n; ++i) {
+          dc[i] = ac[i] > T{0} ? dc[i] : T{0};
+        }
+        break;
+      case Activation::kIdentity:
+      case Activation::kSoftmax:  // only reached with CROSS_ENTROPY: unused
+        break;
+    }
   }
+}
+
+// Sum over m examples of C_x (in double), from the output layer's z and a
+// (n x m, leading dimension ld) and targets y (leading dimension ldy).
+template <typename T>
+double OutputCostSum(const ModelSpec& spec, const T* z, const T* a, const T* y,
+                     arma::uword n, arma::uword m, arma::uword ld,
+                     arma::uword ldy) {
+  double total = 0;
+  for (arma::uword j = 0; j < m; ++j) {
+    const T* zc = z + j * ld;
+    const T* ac = a + j * ld;
+    const T* yc = y + j * ldy;
+    if (spec.cost == Cost::kQuadratic) {
+      // C_x = 1/2 ||y - a^L||^2
+      for (arma::uword i = 0; i < n; ++i) {
+        const double d =
+            static_cast<double>(yc[i]) - static_cast<double>(ac[i]);
+        total += 0.5 * d * d;
+      }
+    } else if (spec.output_activation == Activation::kSigmoid) {
+      // C_x = -sum_j [y ln a + (1 - y) ln(1 - a)] with ln a = -softplus(-z)
+      // and ln(1 - a) = -softplus(z): never log(0), even when a rounds to 0/1.
+      for (arma::uword i = 0; i < n; ++i) {
+        const double yi = yc[i];
+        const double zi = zc[i];
+        total += yi * Softplus(-zi) + (1.0 - yi) * Softplus(zi);
+      }
+    } else {
+      // Softmax: C_x = -sum_j y_j ln a_j with ln a_j = z_j - logsumexp(z).
+      double top = zc[0];
+      for (arma::uword i = 1; i < n; ++i) {
+        top = std::max(top, static_cast<double>(zc[i]));
+      }
+      double sum = 0;
+      for (arma::uword i = 0; i < n; ++i) sum += std::exp(zc[i] - top);
+      const double lse = top + std::log(sum);
+      for (arma::uword i = 0; i < n; ++i) {
+        total += static_cast<double>(yc[i]) * (lse - zc[i]);
+      }
+    }
+  }
+  return total;
+}
+
+// BP1 into d (n x m, leading dimension ld): delta^L = (a^L - y) (.)
+// sigma'(z^L) for QUADRATIC; for CROSS_ENTROPY (sigmoid or softmax) sigma'
+// cancels and delta^L = a^L - y.
+template <typename T>
+void OutputDelta(const ModelSpec& spec, const T* a, const T* y, T* d,
+                 arma::uword n, arma::uword m, arma::uword ld,
+                 arma::uword ldy) {
+  for (arma::uword j = 0; j < m; ++j) {
+    for (arma::uword i = 0; i < n; ++i)
+      d[j * ld + i] = a[j * ld + i] - y[j * ldy + i];
+  }
+  if (spec.cost == Cost::kQuadratic) {
+    MultiplyByPrime<T>(spec.output_activation, a, d, n, m, ld);
+  }
+}
+
+// How many of n x m activations have |sigma'(z)| < 0.01 (SIGMOID, TANH).
+template <typename T>
+uint64_t CountSaturatedIn(Activation f, const T* a, arma::uword n,
+                          arma::uword m, arma::uword ld) {
+  uint64_t saturated = 0;
+  for (arma::uword j = 0; j < m; ++j) {
+    const T* ac = a + j * ld;
+    if (f == Activation::kSigmoid) {
+      for (arma::uword i = 0; i < n; ++i) {
+        saturated += ac[i] * (T{1} - ac[i]) < T(kSaturated);
+      }
+    } else if (f == Activation::kTanh) {
+      for (arma::uword i = 0; i < n; ++i) {
+        saturated += T{1} - ac[i] * ac[i] < T(kSaturated);
+      }
+    }
+  }
+  return saturated;
+}
+
+Activation LayerActivation(const ModelSpec& spec, size_t l) {
+  return l + 1 == spec.layer_sizes.size() ? spec.output_activation
+                                          : spec.hidden_activation;
 }
 
 absl::Status CheckWidths(const ModelSpec& spec) {
@@ -157,6 +250,218 @@ double ChunkedCost(const Network<T>& net, internal::BatchWorkspace<T>& ws,
   return total / static_cast<double>(x.n_cols);
 }
 
+// ---------------------------------------------------------------------------
+// Register-blocked kernels for small mini-batches (SgdEngine). A column of a
+// padded matrix holds ld rows, ld a multiple of the vector width, so every
+// vector load is a whole one; rows past the layer width are zero. The code
+// uses GCC vector extensions and is compiled once per instruction set
+// (AVX-512, AVX2+FMA, baseline), picked at load time.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BACKPROP_MULTIVERSION \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define BACKPROP_MULTIVERSION
+#endif
+#define BACKPROP_INLINE __attribute__((always_inline)) inline
+// 64-byte vectors only ever live inside the inlined kernels, so the ABI
+// note about passing them between functions does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+constexpr arma::uword kVectorBytes = 64;
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(kVectorBytes)));
+};
+template <typename T>
+constexpr arma::uword kLanes = kVectorBytes / sizeof(T);
+
+template <typename T>
+BACKPROP_INLINE typename VecOf<T>::type Load(const T* p) {
+  typename VecOf<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+BACKPROP_INLINE void Store(T* p, typename VecOf<T>::type v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename T>
+BACKPROP_INLINE typename VecOf<T>::type Splat(T x) {
+  // Vector-plus-scalar broadcasts the scalar (one vbroadcast), where a
+  // lane-by-lane loop would compile to masked inserts.
+  return typename VecOf<T>::type{} + x;
+}
+template <typename T>
+BACKPROP_INLINE double SumLanes(typename VecOf<T>::type v) {
+  double s = 0;
+  for (arma::uword i = 0; i < kLanes<T>; ++i) s += v[i];
+  return s;
+}
+
+// z (ld x JB) = w (ld x k) a + b for JB columns of a (leading dimension lda):
+// a vector of ld-rows by JB accumulators stays in registers over all k.
+template <typename T, int JB>
+BACKPROP_INLINE void ForwardBlock(arma::uword k, arma::uword ld, const T* w,
+                                  const T* b, const T* a, arma::uword lda,
+                                  T* z) {
+  using V = typename VecOf<T>::type;
+  for (arma::uword ib = 0; ib < ld; ib += kLanes<T>) {
+    V acc[JB];
+    const V bv = Load(b + ib);
+    for (int j = 0; j < JB; ++j) acc[j] = bv;
+    const T* wp = w + ib;
+    for (arma::uword p = 0; p < k; ++p, wp += ld) {
+      const V wv = Load(wp);
+      for (int j = 0; j < JB; ++j) acc[j] += wv * Splat(a[j * lda + p]);
+    }
+    for (int j = 0; j < JB; ++j) Store(z + j * ld + ib, acc[j]);
+  }
+}
+
+template <typename T, int JB>
+BACKPROP_INLINE void ForwardDispatch(arma::uword m, arma::uword k,
+                                     arma::uword ld, const T* w, const T* b,
+                                     const T* a, arma::uword lda, T* z) {
+  if (m == JB) {
+    ForwardBlock<T, JB>(k, ld, w, b, a, lda, z);
+  } else if constexpr (JB > 1) {
+    ForwardDispatch<T, JB - 1>(m, k, ld, w, b, a, lda, z);
+  }
+}
+
+BACKPROP_MULTIVERSION
+void ForwardSmall(arma::uword m, arma::uword k, arma::uword ld, const double* w,
+                  const double* b, const double* a, arma::uword lda,
+                  double* z) {
+  ForwardDispatch<double, 16>(m, k, ld, w, b, a, lda, z);
+}
+BACKPROP_MULTIVERSION
+void ForwardSmall(arma::uword m, arma::uword k, arma::uword ld, const float* w,
+                  const float* b, const float* a, arma::uword lda, float* z) {
+  ForwardDispatch<float, 16>(m, k, ld, w, b, a, lda, z);
+}
+
+// The SGD update fused into BP4. d (ld x JB) is delta^l already divided by
+// m; for every weight, g = sum_j d_j a_j^T + decay w is formed in registers,
+// ||g||^2 accumulated, and then v <- mu v - eta g, w <- w + v (kMomentum) or
+// w <- w - eta g (no momentum: v = -eta g exactly). Returns ||g||_F^2.
+template <typename T, int JB, bool kDecay, bool kMomentum>
+BACKPROP_INLINE double UpdateBlock(arma::uword k, arma::uword ld, T* w, T* v,
+                                   const T* d, const T* a, arma::uword lda,
+                                   T eta, T decay, T mu) {
+  using V = typename VecOf<T>::type;
+  const V eta_v = Splat(eta);
+  const V decay_v = Splat(decay);
+  const V mu_v = Splat(mu);
+  double norm2 = 0;
+  for (arma::uword ib = 0; ib < ld; ib += kLanes<T>) {
+    V dr[JB];
+    for (int j = 0; j < JB; ++j) dr[j] = Load(d + j * ld + ib);
+    V g2 = Splat(T{0});
+    T* wp = w + ib;
+    T* vp = v + ib;
+    for (arma::uword p = 0; p < k; ++p, wp += ld, vp += ld) {
+      V g = dr[0] * Splat(a[p]);
+      for (int j = 1; j < JB; ++j) g += dr[j] * Splat(a[j * lda + p]);
+      const V wv = Load(wp);
+      if constexpr (kDecay) g += decay_v * wv;
+      g2 += g * g;
+      if constexpr (kMomentum) {
+        const V vv = mu_v * Load(vp) - eta_v * g;
+        Store(vp, vv);
+        Store(wp, wv + vv);
+      } else {
+        Store(wp, wv - eta_v * g);
+      }
+    }
+    norm2 += SumLanes<T>(g2);
+  }
+  return norm2;
+}
+
+template <typename T, int JB, bool kDecay, bool kMomentum>
+BACKPROP_INLINE double UpdateDispatch(arma::uword m, arma::uword k,
+                                      arma::uword ld, T* w, T* v, const T* d,
+                                      const T* a, arma::uword lda, T eta,
+                                      T decay, T mu) {
+  if (m == JB) {
+    return UpdateBlock<T, JB, kDecay, kMomentum>(k, ld, w, v, d, a, lda, eta,
+                                                 decay, mu);
+  }
+  if constexpr (JB > 1) {
+    return UpdateDispatch<T, JB - 1, kDecay, kMomentum>(m, k, ld, w, v, d, a,
+                                                        lda, eta, decay, mu);
+  }
+  return 0;
+}
+
+template <typename T>
+BACKPROP_INLINE double UpdateAny(arma::uword m, arma::uword k, arma::uword ld,
+                                 T* w, T* v, const T* d, const T* a,
+                                 arma::uword lda, T eta, T decay, T mu) {
+  if (mu != T{0}) {
+    return UpdateDispatch<T, 16, true, true>(m, k, ld, w, v, d, a, lda, eta,
+                                             decay, mu);
+  }
+  if (decay != T{0}) {
+    return UpdateDispatch<T, 16, true, false>(m, k, ld, w, v, d, a, lda, eta,
+                                              decay, mu);
+  }
+  return UpdateDispatch<T, 16, false, false>(m, k, ld, w, v, d, a, lda, eta,
+                                             decay, mu);
+}
+
+BACKPROP_MULTIVERSION
+double UpdateSmall(arma::uword m, arma::uword k, arma::uword ld, double* w,
+                   double* v, const double* d, const double* a, arma::uword lda,
+                   double eta, double decay, double mu) {
+  return UpdateAny<double>(m, k, ld, w, v, d, a, lda, eta, decay, mu);
+}
+BACKPROP_MULTIVERSION
+double UpdateSmall(arma::uword m, arma::uword k, arma::uword ld, float* w,
+                   float* v, const float* d, const float* a, arma::uword lda,
+                   float eta, float decay, float mu) {
+  return UpdateAny<float>(m, k, ld, w, v, d, a, lda, eta, decay, mu);
+}
+
+// d_l[p, j] = sum_i w[i, p] d_next[i, j] for p < n (w: ld_next x n), the
+// first half of BP2, as dot products of whole padded columns.
+template <typename T>
+BACKPROP_INLINE void BackwardDotsImpl(arma::uword m, arma::uword n,
+                                      arma::uword ld, arma::uword ld_next,
+                                      const T* w, const T* d_next, T* d) {
+  using V = typename VecOf<T>::type;
+  for (arma::uword j = 0; j < m; ++j) {
+    const T* dn = d_next + j * ld_next;
+    for (arma::uword p = 0; p < n; ++p) {
+      const T* wp = w + p * ld_next;
+      V acc = Splat(T{0});
+      for (arma::uword i = 0; i < ld_next; i += kLanes<T>) {
+        acc += Load(wp + i) * Load(dn + i);
+      }
+      d[j * ld + p] = static_cast<T>(SumLanes<T>(acc));
+    }
+  }
+}
+BACKPROP_MULTIVERSION
+void BackwardDots(arma::uword m, arma::uword n, arma::uword ld,
+                  arma::uword ld_next, const double* w, const double* d_next,
+                  double* d) {
+  BackwardDotsImpl<double>(m, n, ld, ld_next, w, d_next, d);
+}
+BACKPROP_MULTIVERSION
+void BackwardDots(arma::uword m, arma::uword n, arma::uword ld,
+                  arma::uword ld_next, const float* w, const float* d_next,
+                  float* d) {
+  BackwardDotsImpl<float>(m, n, ld, ld_next, w, d_next, d);
+}
+
 }  // namespace
 
 namespace internal {
@@ -206,9 +511,8 @@ void BatchWorkspace<T>::Forward(const Network<T>& net, const T* x,
     }
     Gemm<T>('N', 'N', n, m, n_prev, T{1}, net.w(l).memptr(), n, a_prev, n_prev,
             T{1}, z, n);
-    const Activation f =
-        l == L ? spec_.output_activation : spec_.hidden_activation;
-    Activate<T>(f, z, a_[l].memptr(), n, m);  // a^l = sigma(z^l)
+    // a^l = sigma(z^l)
+    Activate<T>(LayerActivation(spec_, l), z, a_[l].memptr(), n, m, n);
     a_prev = a_[l].memptr();
   }
 }
@@ -217,59 +521,16 @@ template <typename T>
 double BatchWorkspace<T>::CostSum(const T* y, arma::uword m) const {
   const size_t L = spec_.layer_sizes.size() - 1;
   const arma::uword n = spec_.layer_sizes[L];
-  const T* a = a_[L].memptr();
-  const T* z = z_[L].memptr();
-  const arma::uword count = n * m;
-  double total = 0;
-  if (spec_.cost == Cost::kQuadratic) {
-    // C_x = 1/2 ||y - a^L||^2
-    for (arma::uword i = 0; i < count; ++i) {
-      const double d = static_cast<double>(y[i]) - static_cast<double>(a[i]);
-      total += 0.5 * d * d;
-    }
-  } else if (spec_.output_activation == Activation::kSigmoid) {
-    // C_x = -sum_j [y ln a + (1 - y) ln(1 - a)] with ln a = -softplus(-z)
-    // and ln(1 - a) = -softplus(z): never log(0), even when a rounds to 0/1.
-    for (arma::uword i = 0; i < count; ++i) {
-      const double yi = y[i];
-      const double zi = z[i];
-      total += yi * Softplus(-zi) + (1.0 - yi) * Softplus(zi);
-    }
-  } else {
-    // Softmax: C_x = -sum_j y_j ln a_j with ln a_j = z_j - logsumexp(z).
-    for (arma::uword j = 0; j < m; ++j) {
-      const T* zc = z + j * n;
-      const T* yc = y + j * n;
-      double top = zc[0];
-      for (arma::uword i = 1; i < n; ++i) {
-        top = std::max(top, static_cast<double>(zc[i]));
-      }
-      double sum = 0;
-      for (arma::uword i = 0; i < n; ++i) sum += std::exp(zc[i] - top);
-      const double lse = top + std::log(sum);
-      for (arma::uword i = 0; i < n; ++i) {
-        total += static_cast<double>(yc[i]) * (lse - zc[i]);
-      }
-    }
-  }
-  return total;
+  return OutputCostSum<T>(spec_, z_[L].memptr(), a_[L].memptr(), y, n, m, n, n);
 }
 
 template <typename T>
 void BatchWorkspace<T>::Backward(const Network<T>& net, const T* y,
                                  arma::uword m) {
   const size_t L = spec_.layer_sizes.size() - 1;
-  {
-    const arma::uword count = spec_.layer_sizes[L] * m;
-    const T* a = a_[L].memptr();
-    T* d = delta_[L].memptr();
-    for (arma::uword i = 0; i < count; ++i) d[i] = a[i] - y[i];
-    // BP1: delta^L = (a^L - y) (.) sigma'(z^L) for QUADRATIC; for
-    // CROSS_ENTROPY (sigmoid or softmax) sigma' cancels: delta^L = a^L - y.
-    if (spec_.cost == Cost::kQuadratic) {
-      MultiplyByPrime<T>(spec_.output_activation, a, d, count);
-    }
-  }
+  const arma::uword n_out = spec_.layer_sizes[L];
+  OutputDelta<T>(spec_, a_[L].memptr(), y, delta_[L].memptr(), n_out, m, n_out,
+                 n_out);  // BP1
   for (size_t l = L - 1; l >= 1; --l) {
     const arma::uword n = spec_.layer_sizes[l];
     const arma::uword n_next = spec_.layer_sizes[l + 1];
@@ -277,29 +538,178 @@ void BatchWorkspace<T>::Backward(const Network<T>& net, const T* y,
     Gemm<T>('T', 'N', n, m, n_next, T{1}, net.w(l + 1).memptr(), n_next,
             delta_[l + 1].memptr(), n_next, T{0}, delta_[l].memptr(), n);
     MultiplyByPrime<T>(spec_.hidden_activation, a_[l].memptr(),
-                       delta_[l].memptr(), n * m);
+                       delta_[l].memptr(), n, m, n);
   }
 }
 
 template <typename T>
 uint64_t BatchWorkspace<T>::CountSaturated(size_t l, arma::uword m) const {
-  const size_t L = spec_.layer_sizes.size() - 1;
-  const Activation f =
-      l == L ? spec_.output_activation : spec_.hidden_activation;
-  const arma::uword count = spec_.layer_sizes[l] * m;
-  const T* a = a_[l].memptr();
-  uint64_t saturated = 0;
-  if (f == Activation::kSigmoid) {
-    for (arma::uword i = 0; i < count; ++i) {
-      saturated += a[i] * (T{1} - a[i]) < T(kSaturated);
+  const arma::uword n = spec_.layer_sizes[l];
+  return CountSaturatedIn<T>(LayerActivation(spec_, l), a_[l].memptr(), n, m,
+                             n);
+}
+
+template <typename T>
+SgdEngine<T>::SgdEngine(const Network<T>& net, arma::uword max_m, double eta,
+                        double lambda_over_n, double mu)
+    : spec_(net.spec()),
+      max_m_(std::max<arma::uword>(max_m, 1)),
+      eta_(static_cast<T>(eta)),
+      decay_(static_cast<T>(lambda_over_n)),
+      mu_(static_cast<T>(mu)),
+      small_(max_m_ <= kMaxSmallBatch) {
+  const size_t layers = spec_.layer_sizes.size();
+  n_.resize(layers);
+  ld_.resize(layers);
+  for (size_t l = 0; l < layers; ++l) {
+    n_[l] = spec_.layer_sizes[l];
+    const arma::uword lanes = kLanes<T>;
+    ld_[l] = l == 0 ? n_[0] : (n_[l] + lanes - 1) / lanes * lanes;
+  }
+  w_.resize(layers);
+  b_.resize(layers);
+  v_w_.resize(layers);
+  v_b_.resize(layers);
+  g_w_.resize(layers);
+  z_.resize(layers);
+  a_.resize(layers);
+  delta_.resize(layers);
+  for (size_t l = 1; l < layers; ++l) {
+    w_[l].zeros(ld_[l], n_[l - 1]);
+    w_[l].rows(0, n_[l] - 1) = net.w(l);
+    b_[l].zeros(ld_[l]);
+    b_[l].rows(0, n_[l] - 1) = net.b(l);
+    v_w_[l].zeros(ld_[l], n_[l - 1]);
+    v_b_[l].zeros(ld_[l]);
+    if (!small_) g_w_[l].zeros(ld_[l], n_[l - 1]);
+    z_[l].zeros(ld_[l], max_m_);
+    a_[l].zeros(ld_[l], max_m_);
+    delta_[l].zeros(ld_[l], max_m_);
+  }
+  x_.zeros(n_[0], max_m_);
+  y_.zeros(n_.back(), max_m_);
+  grad_norm_.assign(layers, 0.0);
+  saturated_.assign(layers, 0);
+}
+
+template <typename T>
+void SgdEngine<T>::ResetStats() {
+  std::fill(grad_norm_.begin(), grad_norm_.end(), 0.0);
+  std::fill(saturated_.begin(), saturated_.end(), 0);
+}
+
+template <typename T>
+void SgdEngine<T>::CopyTo(Network<T>& net) const {
+  for (size_t l = 1; l < n_.size(); ++l) {
+    net.mutable_w(l) = w_[l].rows(0, n_[l] - 1);
+    net.mutable_b(l) = b_[l].rows(0, n_[l] - 1);
+  }
+}
+
+template <typename T>
+void SgdEngine<T>::Forward(arma::uword m) {
+  const size_t L = n_.size() - 1;
+  for (size_t l = 1; l <= L; ++l) {
+    const T* a_prev = l == 1 ? x_.memptr() : a_[l - 1].memptr();
+    const arma::uword ld_prev = ld_[l - 1];
+    T* z = z_[l].memptr();
+    // z^l = w^l a^{l-1} + b^l
+    if (small_) {
+      ForwardSmall(m, n_[l - 1], ld_[l], w_[l].memptr(), b_[l].memptr(), a_prev,
+                   ld_prev, z);
+    } else {
+      for (arma::uword j = 0; j < m; ++j) {
+        std::memcpy(z + j * ld_[l], b_[l].memptr(), ld_[l] * sizeof(T));
+      }
+      Gemm<T>('N', 'N', ld_[l], m, n_[l - 1], T{1}, w_[l].memptr(), ld_[l],
+              a_prev, ld_prev, T{1}, z, ld_[l]);
     }
-  } else if (f == Activation::kTanh) {
-    for (arma::uword i = 0; i < count; ++i) {
-      saturated += T{1} - a[i] * a[i] < T(kSaturated);
+    // a^l = sigma(z^l)
+    Activate<T>(LayerActivation(spec_, l), z, a_[l].memptr(), n_[l], m, ld_[l]);
+    saturated_[l] += CountSaturatedIn<T>(LayerActivation(spec_, l),
+                                         a_[l].memptr(), n_[l], m, ld_[l]);
+  }
+}
+
+template <typename T>
+void SgdEngine<T>::Backward(arma::uword m) {
+  const size_t L = n_.size() - 1;
+  OutputDelta<T>(spec_, a_[L].memptr(), y_.memptr(), delta_[L].memptr(), n_[L],
+                 m, ld_[L], n_[L]);  // BP1
+  for (size_t l = L - 1; l >= 1; --l) {
+    // BP2: delta^l = ((w^{l+1})^T delta^{l+1}) (.) sigma'(z^l); padded rows
+    // of w and delta are zero, so the sums may run over them.
+    if (small_) {
+      BackwardDots(m, n_[l], ld_[l], ld_[l + 1], w_[l + 1].memptr(),
+                   delta_[l + 1].memptr(), delta_[l].memptr());
+    } else {
+      Gemm<T>('T', 'N', n_[l], m, ld_[l + 1], T{1}, w_[l + 1].memptr(),
+              ld_[l + 1], delta_[l + 1].memptr(), ld_[l + 1], T{0},
+              delta_[l].memptr(), ld_[l]);
+    }
+    MultiplyByPrime<T>(spec_.hidden_activation, a_[l].memptr(),
+                       delta_[l].memptr(), n_[l], m, ld_[l]);
+  }
+}
+
+template <typename T>
+void SgdEngine<T>::Update(arma::uword m) {
+  const size_t L = n_.size() - 1;
+  const T inv_m = static_cast<T>(1.0 / static_cast<double>(m));
+  for (size_t l = 1; l <= L; ++l) {
+    const arma::uword ld = ld_[l];
+    const arma::uword k = n_[l - 1];
+    const T* a_prev = l == 1 ? x_.memptr() : a_[l - 1].memptr();
+    T* d = delta_[l].memptr();
+    // delta / m, so that BP3/BP4 summed over the batch give the averages.
+    for (arma::uword i = 0; i < ld * m; ++i) d[i] *= inv_m;
+    double norm2 = 0;
+    if (small_) {
+      // SGD update fused into BP4: g_w = sum_x delta a^T / m + decay w.
+      norm2 = UpdateSmall(m, k, ld, w_[l].memptr(), v_w_[l].memptr(), d, a_prev,
+                          ld_[l - 1], eta_, decay_, mu_);
+    } else {
+      // BP4 into g_w by BLAS, then the SGD update element by element.
+      T* g = g_w_[l].memptr();
+      Gemm<T>('N', 'T', ld, k, m, T{1}, d, ld, a_prev, ld_[l - 1], T{0}, g, ld);
+      T* w = w_[l].memptr();
+      T* v = v_w_[l].memptr();
+      for (arma::uword i = 0; i < ld * k; ++i) {
+        const T gi = g[i] + decay_ * w[i];
+        norm2 += static_cast<double>(gi) * static_cast<double>(gi);
+        v[i] = mu_ * v[i] - eta_ * gi;
+        w[i] += v[i];
+      }
+    }
+    grad_norm_[l] += std::sqrt(norm2);
+    // BP3 and the bias update: g_b = sum_x delta / m; v <- mu v - eta g_b.
+    T* b = b_[l].memptr();
+    T* vb = v_b_[l].memptr();
+    for (arma::uword i = 0; i < n_[l]; ++i) {
+      T g = 0;
+      for (arma::uword j = 0; j < m; ++j) g += d[j * ld + i];
+      vb[i] = mu_ * vb[i] - eta_ * g;
+      b[i] += vb[i];
     }
   }
-  return saturated;
 }
+
+template <typename T>
+double SgdEngine<T>::Step(arma::uword m, bool want_cost) {
+  Forward(m);
+  const size_t L = n_.size() - 1;
+  double cost = 0;
+  if (want_cost) {
+    cost = OutputCostSum<T>(spec_, z_[L].memptr(), a_[L].memptr(), y_.memptr(),
+                            n_[L], m, ld_[L], n_[L]);
+  }
+  Backward(m);  // every delta uses the weights before this step's update
+  Update(m);
+  return cost;
+}
+
+template class SgdEngine<double>;
+template class SgdEngine<float>;
 
 template class BatchWorkspace<double>;
 template class BatchWorkspace<float>;

@@ -147,6 +147,56 @@ class BatchWorkspace {
   std::vector<arma::Mat<T>> z_, a_, delta_;  // slot 0 unused
 };
 
+// One SGD run's working state for Train: the parameters in padded copies
+// (rows rounded up to a whole SIMD vector, padding kept at zero), the
+// velocities, and every per-batch buffer, all allocated in the constructor;
+// Step allocates nothing. Small batches (m <= kMaxSmallBatch) use
+// register-blocked kernels with the update fused into the weight-gradient
+// product (no BLAS packing, no gradient temporary); larger ones call BLAS.
+template <typename T>
+class SgdEngine {
+ public:
+  static constexpr arma::uword kMaxSmallBatch = 16;
+
+  // eta, lambda_over_n, mu as in API.md's SGD update; velocities start at 0.
+  SgdEngine(const Network<T>& net, arma::uword max_m, double eta,
+            double lambda_over_n, double mu);
+
+  // Column j < max_m of the batch inputs (n_0 values) and targets (n_L).
+  T* x_column(arma::uword j) { return x_.colptr(j); }
+  T* y_column(arma::uword j) { return y_.colptr(j); }
+
+  // Feedforward, BP1-BP4 and the SGD update on the first m columns. Returns
+  // the sum over the m examples of C_x (in double) when want_cost, else 0.
+  double Step(arma::uword m, bool want_cost);
+
+  // Since the last ResetStats, per layer l = 1..L: the sum over batches of
+  // ||g_w||_F (with the L2 term) and the count of saturated activations.
+  const std::vector<double>& gradient_norm_sum() const { return grad_norm_; }
+  const std::vector<uint64_t>& saturated() const { return saturated_; }
+  void ResetStats();
+
+  // Writes the current weights and biases into net (same spec).
+  void CopyTo(Network<T>& net) const;
+
+ private:
+  void Forward(arma::uword m);
+  void Backward(arma::uword m);
+  void Update(arma::uword m);
+
+  ModelSpec spec_;
+  std::vector<arma::uword> n_, ld_;  // true and padded width per layer
+  arma::uword max_m_;
+  T eta_, decay_, mu_;
+  bool small_;
+  std::vector<arma::Mat<T>> w_, v_w_, g_w_;  // ld_l x n_{l-1}
+  std::vector<arma::Col<T>> b_, v_b_;        // ld_l
+  std::vector<arma::Mat<T>> z_, a_, delta_;  // ld_l x max_m
+  arma::Mat<T> x_, y_;                       // n_0 x max_m, n_L x max_m
+  std::vector<double> grad_norm_;
+  std::vector<uint64_t> saturated_;
+};
+
 // C = alpha * op(A) * op(B) + beta * C with BLAS's column-major conventions
 // (trans 'N' or 'T'). Dimensions must fit in the BLAS integer type.
 template <typename T>

@@ -245,9 +245,6 @@ absl::Status Train(Network<T>& net, const Dataset& train,
   const arma::uword n_out = net.output_size();
   const arma::uword max_m = std::min<uint64_t>(
       std::min<uint64_t>(options.mini_batch_size, n), internal::kMaxDimension);
-  const T eta = static_cast<T>(options.eta);
-  const T mu = static_cast<T>(options.mu);
-  const T decay = static_cast<T>(options.lambda / static_cast<double>(n));
   const bool want_progress =
       callbacks.on_progress && options.progress_interval_seconds > 0;
 
@@ -257,27 +254,16 @@ absl::Status Train(Network<T>& net, const Dataset& train,
   if (validation != nullptr) {
     x_validation = std::make_unique<InputsAs<T>>(*validation);
   }
-  internal::BatchWorkspace<T> ws(net.spec(), max_m);
-  arma::Mat<T> x(n_in, max_m);
-  arma::Mat<T> y(n_out, max_m);
-  std::vector<arma::Mat<T>> g_w(L + 1), v_w(L + 1);
-  std::vector<arma::Col<T>> g_b(L + 1), v_b(L + 1);
-  for (size_t l = 1; l <= L; ++l) {
-    g_w[l].set_size(net.w(l).n_rows, net.w(l).n_cols);
-    g_b[l].set_size(net.b(l).n_elem);
-    v_w[l].zeros(net.w(l).n_rows, net.w(l).n_cols);  // zero at every call
-    v_b[l].zeros(net.b(l).n_elem);
-  }
-  std::vector<double> gradient_norm_sum(L + 1);
-  std::vector<uint64_t> saturated(L + 1);
+  internal::SgdEngine<T> engine(net, max_m, options.eta,
+                                options.lambda / static_cast<double>(n),
+                                options.mu);
   std::vector<uint64_t> order(n);
   Snapshot<T> good;
   good.Save(net);
 
   for (uint32_t epoch = 1; epoch <= options.epochs; ++epoch) {
     FillShuffleOrder(options.shuffle_seed, epoch, order);
-    std::fill(gradient_norm_sum.begin(), gradient_norm_sum.end(), 0.0);
-    std::fill(saturated.begin(), saturated.end(), 0);
+    engine.ResetStats();
     uint64_t batches = 0;
     double running_cost = 0;
     bool cost_finite = true;
@@ -293,64 +279,26 @@ absl::Status Train(Network<T>& net, const Dataset& train,
       }
       const arma::uword m = std::min<uint64_t>(max_m, n - start);
       for (arma::uword j = 0; j < m; ++j) {
-        std::memcpy(x.colptr(j), x_all.col(order[start + j], n_in),
+        std::memcpy(engine.x_column(j), x_all.col(order[start + j], n_in),
                     n_in * sizeof(T));
-        TargetColumn<T>(train, order[start + j], n_out, y.colptr(j));
+        TargetColumn<T>(train, order[start + j], n_out, engine.y_column(j));
       }
-      ws.Forward(net, x.memptr(), m);
-      if (want_progress) {
-        const double c = ws.CostSum(y.memptr(), m) / static_cast<double>(m);
-        cost_finite = cost_finite && std::isfinite(c);
-        running_cost += c;
-      }
-      ws.Backward(net, y.memptr(), m);  // BP1, BP2
-      for (size_t l = 1; l <= L; ++l) saturated[l] += ws.CountSaturated(l, m);
-
-      // SGD update, layer by layer, after every delta used the old weights.
-      const T inv_m = static_cast<T>(1.0 / static_cast<double>(m));
-      for (size_t l = 1; l <= L; ++l) {
-        const arma::uword rows = net.w(l).n_rows;
-        const arma::uword cols = net.w(l).n_cols;
-        // BP4: 1/m sum_x delta^{x,l} (a^{x,l-1})^T
-        internal::Gemm<T>('N', 'T', rows, cols, m, inv_m, ws.delta(l), rows,
-                          ws.a(l - 1), cols, T{0}, g_w[l].memptr(), rows);
-        // BP3: 1/m sum_x delta^{x,l}
-        T* gb = g_b[l].memptr();
-        const T* d = ws.delta(l);
-        std::fill(gb, gb + rows, T{0});
-        for (arma::uword j = 0; j < m; ++j) {
-          for (arma::uword i = 0; i < rows; ++i) gb[i] += d[j * rows + i];
-        }
-        for (arma::uword i = 0; i < rows; ++i) gb[i] *= inv_m;
-        // g_w += (lambda/n) w; v <- mu v - eta g; w <- w + v.
-        T* w = net.mutable_w(l).memptr();
-        T* gw = g_w[l].memptr();
-        T* vw = v_w[l].memptr();
-        double norm2 = 0;
-        for (arma::uword i = 0; i < rows * cols; ++i) {
-          const T g = gw[i] + decay * w[i];
-          norm2 += static_cast<double>(g) * static_cast<double>(g);
-          vw[i] = mu * vw[i] - eta * g;
-          w[i] += vw[i];
-        }
-        gradient_norm_sum[l] += std::sqrt(norm2);
-        T* b = net.mutable_b(l).memptr();
-        T* vb = v_b[l].memptr();
-        for (arma::uword i = 0; i < rows; ++i) {
-          vb[i] = mu * vb[i] - eta * gb[i];
-          b[i] += vb[i];
-        }
-      }
+      // Feedforward, BP1-BP4 and the SGD update of API.md.
+      const double c = engine.Step(m, want_progress);
       ++batches;
-      if (want_progress &&
-          SecondsSince(last_progress) >= options.progress_interval_seconds) {
-        last_progress = Clock::now();
-        BatchProgress p;
-        p.epoch = epoch;
-        p.examples_done = start + m;
-        p.examples_total = n;
-        p.running_cost = running_cost / static_cast<double>(batches);
-        callbacks.on_progress(p);
+      if (want_progress) {
+        const double mean = c / static_cast<double>(m);
+        cost_finite = cost_finite && std::isfinite(mean);
+        running_cost += mean;
+        if (SecondsSince(last_progress) >= options.progress_interval_seconds) {
+          last_progress = Clock::now();
+          BatchProgress p;
+          p.epoch = epoch;
+          p.examples_done = start + m;
+          p.examples_total = n;
+          p.running_cost = running_cost / static_cast<double>(batches);
+          callbacks.on_progress(p);
+        }
       }
     }
     const double seconds = SecondsSince(epoch_start);
@@ -360,6 +308,7 @@ absl::Status Train(Network<T>& net, const Dataset& train,
     metrics.seconds = seconds;
     metrics.examples_per_second =
         seconds > 0 ? static_cast<double>(n) / seconds : 0;
+    engine.CopyTo(net);
     bool finite = cost_finite && net.AllFinite();
     if (finite && options.monitor_training) {
       const Evaluation e =
@@ -389,9 +338,10 @@ absl::Status Train(Network<T>& net, const Dataset& train,
     for (size_t l = 1; l <= L; ++l) {
       LayerStats& s = metrics.layers[l - 1];
       s.weight_norm = arma::norm(net.w(l), "fro");
-      s.gradient_norm = gradient_norm_sum[l] / static_cast<double>(batches);
+      s.gradient_norm =
+          engine.gradient_norm_sum()[l] / static_cast<double>(batches);
       s.saturated_fraction =
-          static_cast<double>(saturated[l]) /
+          static_cast<double>(engine.saturated()[l]) /
           (static_cast<double>(net.w(l).n_rows) * static_cast<double>(n));
     }
     good.Save(net);
