@@ -5,14 +5,19 @@
 # 5 epochs with live metrics, predict the 10,000 test images (accuracy and
 # confusion matrix) — then stops the server. About 1-2 minutes after the
 # build on 2 cores. DEMO_OUT (default build/demo) receives the learning
-# curves as an SVG.
+# curves as an SVG. BACKPROP_DEMO_BUILD_DIR=DIR skips scripts/build.sh and
+# uses the binaries already built in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-bash scripts/build.sh
-server_bin=$root/build/server/backprop-server
-cli=$root/build/client/backprop
+build_dir=${BACKPROP_DEMO_BUILD_DIR:-}
+if [[ -z $build_dir ]]; then
+  bash scripts/build.sh
+  build_dir=$root/build
+fi
+server_bin=$build_dir/server/backprop-server
+cli=$build_dir/client/backprop
 fmnist=/usr/share/datasets/fashion-mnist
 out_dir=${DEMO_OUT:-$root/build/demo}
 mkdir -p "$out_dir"
