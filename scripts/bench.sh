@@ -17,8 +17,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export BACKPROP_WITH_BENCH_REFS=1
-threads="${BENCH_THREADS:-1}"
-export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
 if [[ -n "${BENCH_BUILD_DIR:-}" ]]; then
   build="$BENCH_BUILD_DIR"
   bash scripts/install-deps.sh
@@ -26,13 +24,17 @@ else
   bash scripts/build.sh
   build=build
 fi
+# Pinned after the build (GNU nproc, which build.sh uses for -j, honours
+# OMP_NUM_THREADS).
+threads="${BENCH_THREADS:-1}"
+export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
+py=/usr/bin/python3
 out="${BENCH_OUT:-$(mktemp -d)}"
 mkdir -p "$out"
-py=/usr/bin/python3
 
-# getconf, not nproc: GNU nproc honours OMP_NUM_THREADS, set just above.
 echo "== machine: $(getconf _NPROCESSORS_ONLN) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)," \
-  "BLAS $(readlink -f /etc/alternatives/libblas.so.3-x86_64-linux-gnu)," \
+  "BLAS $(readlink -f /etc/alternatives/libblas.so.3-x86_64-linux-gnu)" \
+  "($(OPENBLAS_VERBOSE=2 "$py" -c 'import numpy' 2>&1 | grep -m1 Core || echo 'core ?'))," \
   "threads $threads, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%F %T') UTC"
 
 echo "== engine ($build/bench/engine_bench)"
