@@ -30,7 +30,7 @@ struct TrainFlags {
   std::string plot;
 };
 
-const std::vector<size_t> kColumnWidths = {5, 6, 10, 9, 10, 9, 8, 11};
+const std::vector<size_t> kColumnWidths = {5, 5, 10, 9, 10, 8, 7, 10};
 
 std::vector<std::string> EpochRow(const v1::EpochMetrics& m, bool training,
                                   bool validation) {
@@ -98,11 +98,14 @@ int RunTrain(const GlobalOptions& global, const TrainFlags& flags) {
   ProgressBar bar(progress_ms > 0);
   std::vector<v1::EpochMetrics> epochs;
   if (!global.json) {
-    std::cout << Table::FormatRow(
-                     {"EPOCH", "TOTAL", "TRAIN_COST", "TRAIN_ACC", "VAL_COST",
-                      "VAL_ACC", "SECONDS", "EXAMPLES/S"},
-                     kColumnWidths)
-              << std::endl;
+    // Right-aligned over the (right-aligned) numbers of each column.
+    std::vector<std::string> header = {"EPOCH",     "TOTAL",     "TRAIN_COST",
+                                       "TRAIN_ACC", "VAL_COST",  "VAL_ACC",
+                                       "SECONDS",   "EXAMPLES/S"};
+    for (size_t i = 0; i < header.size(); ++i) {
+      header[i].insert(0, kColumnWidths[i] - header[i].size(), ' ');
+    }
+    std::cout << Table::FormatRow(header, kColumnWidths) << std::endl;
   }
   v1::TrainEvent event;
   while (reader->Read(&event)) {

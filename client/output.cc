@@ -11,9 +11,10 @@
 namespace backprop::client {
 namespace {
 
+// Numbers, and "-" for a number that is absent, are right-aligned.
 bool LooksNumeric(const std::string& s) {
   return !s.empty() && (std::isdigit(static_cast<unsigned char>(s[0])) ||
-                        ((s[0] == '-' || s[0] == '+') && s.size() > 1));
+                        s[0] == '-' || s[0] == '+');
 }
 
 }  // namespace

@@ -14,7 +14,8 @@
 namespace backprop::client {
 
 // A text table: a header row, then rows of cells. Numbers are right-aligned
-// (a cell is taken as a number when it starts with a digit, '-' or '+').
+// (a cell is taken as a number when it starts with a digit, '-' or '+';
+// "-" alone stands for an absent number).
 class Table {
  public:
   explicit Table(std::vector<std::string> header);
