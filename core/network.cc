@@ -304,12 +304,11 @@ BACKPROP_INLINE double SumLanes(typename VecOf<T>::type v) {
   return s;
 }
 
-// z (ld x JB) = w (ld x k) a + b for JB columns of a (leading dimension lda):
+// z (ld x JB) = w (ld x k) a + b for the JB columns a[j] (k values each):
 // a vector of ld-rows by JB accumulators stays in registers over all k.
 template <typename T, int JB>
 BACKPROP_INLINE void ForwardBlock(arma::uword k, arma::uword ld, const T* w,
-                                  const T* b, const T* a, arma::uword lda,
-                                  T* z) {
+                                  const T* b, const T* const* a, T* z) {
   using V = typename VecOf<T>::type;
   for (arma::uword ib = 0; ib < ld; ib += kLanes<T>) {
     V acc[JB];
@@ -318,7 +317,7 @@ BACKPROP_INLINE void ForwardBlock(arma::uword k, arma::uword ld, const T* w,
     const T* wp = w + ib;
     for (arma::uword p = 0; p < k; ++p, wp += ld) {
       const V wv = Load(wp);
-      for (int j = 0; j < JB; ++j) acc[j] += wv * Splat(a[j * lda + p]);
+      for (int j = 0; j < JB; ++j) acc[j] += wv * Splat(a[j][p]);
     }
     for (int j = 0; j < JB; ++j) Store(z + j * ld + ib, acc[j]);
   }
@@ -327,24 +326,23 @@ BACKPROP_INLINE void ForwardBlock(arma::uword k, arma::uword ld, const T* w,
 template <typename T, int JB>
 BACKPROP_INLINE void ForwardDispatch(arma::uword m, arma::uword k,
                                      arma::uword ld, const T* w, const T* b,
-                                     const T* a, arma::uword lda, T* z) {
+                                     const T* const* a, T* z) {
   if (m == JB) {
-    ForwardBlock<T, JB>(k, ld, w, b, a, lda, z);
+    ForwardBlock<T, JB>(k, ld, w, b, a, z);
   } else if constexpr (JB > 1) {
-    ForwardDispatch<T, JB - 1>(m, k, ld, w, b, a, lda, z);
+    ForwardDispatch<T, JB - 1>(m, k, ld, w, b, a, z);
   }
 }
 
 BACKPROP_MULTIVERSION
 void ForwardSmall(arma::uword m, arma::uword k, arma::uword ld, const double* w,
-                  const double* b, const double* a, arma::uword lda,
-                  double* z) {
-  ForwardDispatch<double, 16>(m, k, ld, w, b, a, lda, z);
+                  const double* b, const double* const* a, double* z) {
+  ForwardDispatch<double, 16>(m, k, ld, w, b, a, z);
 }
 BACKPROP_MULTIVERSION
 void ForwardSmall(arma::uword m, arma::uword k, arma::uword ld, const float* w,
-                  const float* b, const float* a, arma::uword lda, float* z) {
-  ForwardDispatch<float, 16>(m, k, ld, w, b, a, lda, z);
+                  const float* b, const float* const* a, float* z) {
+  ForwardDispatch<float, 16>(m, k, ld, w, b, a, z);
 }
 
 // The SGD update fused into BP4. d (ld x JB) is delta^l already divided by
@@ -353,8 +351,8 @@ void ForwardSmall(arma::uword m, arma::uword k, arma::uword ld, const float* w,
 // w <- w - eta g (no momentum: v = -eta g exactly). Returns ||g||_F^2.
 template <typename T, int JB, bool kDecay, bool kMomentum>
 BACKPROP_INLINE double UpdateBlock(arma::uword k, arma::uword ld, T* w, T* v,
-                                   const T* d, const T* a, arma::uword lda,
-                                   T eta, T decay, T mu) {
+                                   const T* d, const T* const* a, T eta,
+                                   T decay, T mu) {
   using V = typename VecOf<T>::type;
   const V eta_v = Splat(eta);
   const V decay_v = Splat(decay);
@@ -367,8 +365,8 @@ BACKPROP_INLINE double UpdateBlock(arma::uword k, arma::uword ld, T* w, T* v,
     T* wp = w + ib;
     T* vp = v + ib;
     for (arma::uword p = 0; p < k; ++p, wp += ld, vp += ld) {
-      V g = dr[0] * Splat(a[p]);
-      for (int j = 1; j < JB; ++j) g += dr[j] * Splat(a[j * lda + p]);
+      V g = dr[0] * Splat(a[0][p]);
+      for (int j = 1; j < JB; ++j) g += dr[j] * Splat(a[j][p]);
       const V wv = Load(wp);
       if constexpr (kDecay) g += decay_v * wv;
       g2 += g * g;
@@ -388,46 +386,45 @@ BACKPROP_INLINE double UpdateBlock(arma::uword k, arma::uword ld, T* w, T* v,
 template <typename T, int JB, bool kDecay, bool kMomentum>
 BACKPROP_INLINE double UpdateDispatch(arma::uword m, arma::uword k,
                                       arma::uword ld, T* w, T* v, const T* d,
-                                      const T* a, arma::uword lda, T eta,
-                                      T decay, T mu) {
+                                      const T* const* a, T eta, T decay, T mu) {
   if (m == JB) {
-    return UpdateBlock<T, JB, kDecay, kMomentum>(k, ld, w, v, d, a, lda, eta,
-                                                 decay, mu);
+    return UpdateBlock<T, JB, kDecay, kMomentum>(k, ld, w, v, d, a, eta, decay,
+                                                 mu);
   }
   if constexpr (JB > 1) {
     return UpdateDispatch<T, JB - 1, kDecay, kMomentum>(m, k, ld, w, v, d, a,
-                                                        lda, eta, decay, mu);
+                                                        eta, decay, mu);
   }
   return 0;
 }
 
 template <typename T>
 BACKPROP_INLINE double UpdateAny(arma::uword m, arma::uword k, arma::uword ld,
-                                 T* w, T* v, const T* d, const T* a,
-                                 arma::uword lda, T eta, T decay, T mu) {
+                                 T* w, T* v, const T* d, const T* const* a,
+                                 T eta, T decay, T mu) {
   if (mu != T{0}) {
-    return UpdateDispatch<T, 16, true, true>(m, k, ld, w, v, d, a, lda, eta,
-                                             decay, mu);
+    return UpdateDispatch<T, 16, true, true>(m, k, ld, w, v, d, a, eta, decay,
+                                             mu);
   }
   if (decay != T{0}) {
-    return UpdateDispatch<T, 16, true, false>(m, k, ld, w, v, d, a, lda, eta,
-                                              decay, mu);
+    return UpdateDispatch<T, 16, true, false>(m, k, ld, w, v, d, a, eta, decay,
+                                              mu);
   }
-  return UpdateDispatch<T, 16, false, false>(m, k, ld, w, v, d, a, lda, eta,
-                                             decay, mu);
+  return UpdateDispatch<T, 16, false, false>(m, k, ld, w, v, d, a, eta, decay,
+                                             mu);
 }
 
 BACKPROP_MULTIVERSION
 double UpdateSmall(arma::uword m, arma::uword k, arma::uword ld, double* w,
-                   double* v, const double* d, const double* a, arma::uword lda,
+                   double* v, const double* d, const double* const* a,
                    double eta, double decay, double mu) {
-  return UpdateAny<double>(m, k, ld, w, v, d, a, lda, eta, decay, mu);
+  return UpdateAny<double>(m, k, ld, w, v, d, a, eta, decay, mu);
 }
 BACKPROP_MULTIVERSION
 double UpdateSmall(arma::uword m, arma::uword k, arma::uword ld, float* w,
-                   float* v, const float* d, const float* a, arma::uword lda,
-                   float eta, float decay, float mu) {
-  return UpdateAny<float>(m, k, ld, w, v, d, a, lda, eta, decay, mu);
+                   float* v, const float* d, const float* const* a, float eta,
+                   float decay, float mu) {
+  return UpdateAny<float>(m, k, ld, w, v, d, a, eta, decay, mu);
 }
 
 // d_l[p, j] = sum_i w[i, p] d_next[i, j] for p < n (w: ld_next x n), the
@@ -586,8 +583,15 @@ SgdEngine<T>::SgdEngine(const Network<T>& net, arma::uword max_m, double eta,
     a_[l].zeros(ld_[l], max_m_);
     delta_[l].zeros(ld_[l], max_m_);
   }
-  x_.zeros(n_[0], max_m_);
+  if (!small_) x_.zeros(n_[0], max_m_);
   y_.zeros(n_.back(), max_m_);
+  cols_.resize(layers);
+  cols_[0].assign(max_m_, nullptr);
+  for (size_t l = 1; l < layers; ++l) {
+    for (arma::uword j = 0; j < max_m_; ++j) {
+      cols_[l].push_back(a_[l].colptr(j));
+    }
+  }
   grad_norm_.assign(layers, 0.0);
   saturated_.assign(layers, 0);
 }
@@ -609,14 +613,20 @@ void SgdEngine<T>::CopyTo(Network<T>& net) const {
 template <typename T>
 void SgdEngine<T>::Forward(arma::uword m) {
   const size_t L = n_.size() - 1;
+  if (!small_) {
+    // BLAS needs the batch as one matrix: gather its columns.
+    for (arma::uword j = 0; j < m; ++j) {
+      std::memcpy(x_.colptr(j), cols_[0][j], n_[0] * sizeof(T));
+    }
+  }
   for (size_t l = 1; l <= L; ++l) {
     const T* a_prev = l == 1 ? x_.memptr() : a_[l - 1].memptr();
     const arma::uword ld_prev = ld_[l - 1];
     T* z = z_[l].memptr();
     // z^l = w^l a^{l-1} + b^l
     if (small_) {
-      ForwardSmall(m, n_[l - 1], ld_[l], w_[l].memptr(), b_[l].memptr(), a_prev,
-                   ld_prev, z);
+      ForwardSmall(m, n_[l - 1], ld_[l], w_[l].memptr(), b_[l].memptr(),
+                   cols_[l - 1].data(), z);
     } else {
       for (arma::uword j = 0; j < m; ++j) {
         std::memcpy(z + j * ld_[l], b_[l].memptr(), ld_[l] * sizeof(T));
@@ -666,8 +676,8 @@ void SgdEngine<T>::Update(arma::uword m) {
     double norm2 = 0;
     if (small_) {
       // SGD update fused into BP4: g_w = sum_x delta a^T / m + decay w.
-      norm2 = UpdateSmall(m, k, ld, w_[l].memptr(), v_w_[l].memptr(), d, a_prev,
-                          ld_[l - 1], eta_, decay_, mu_);
+      norm2 = UpdateSmall(m, k, ld, w_[l].memptr(), v_w_[l].memptr(), d,
+                          cols_[l - 1].data(), eta_, decay_, mu_);
     } else {
       // BP4 into g_w by BLAS, then the SGD update element by element.
       T* g = g_w_[l].memptr();

@@ -162,8 +162,10 @@ class SgdEngine {
   SgdEngine(const Network<T>& net, arma::uword max_m, double eta,
             double lambda_over_n, double mu);
 
-  // Column j < max_m of the batch inputs (n_0 values) and targets (n_L).
-  T* x_column(arma::uword j) { return x_.colptr(j); }
+  // Input j < max_m of the batch: n_0 values that must stay unchanged until
+  // Step returns (read in place, not copied, on the small-batch path).
+  void SetInput(arma::uword j, const T* x) { cols_[0][j] = x; }
+  // Column j < max_m of the batch targets (n_L values).
   T* y_column(arma::uword j) { return y_.colptr(j); }
 
   // Feedforward, BP1-BP4 and the SGD update on the first m columns. Returns
@@ -193,6 +195,8 @@ class SgdEngine {
   std::vector<arma::Col<T>> b_, v_b_;        // ld_l
   std::vector<arma::Mat<T>> z_, a_, delta_;  // ld_l x max_m
   arma::Mat<T> x_, y_;                       // n_0 x max_m, n_L x max_m
+  // Column pointers of each layer's a^l for the batch; cols_[0] = inputs.
+  std::vector<std::vector<const T*>> cols_;
   std::vector<double> grad_norm_;
   std::vector<uint64_t> saturated_;
 };

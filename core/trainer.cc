@@ -279,9 +279,18 @@ absl::Status Train(Network<T>& net, const Dataset& train,
       }
       const arma::uword m = std::min<uint64_t>(max_m, n - start);
       for (arma::uword j = 0; j < m; ++j) {
-        std::memcpy(engine.x_column(j), x_all.col(order[start + j], n_in),
-                    n_in * sizeof(T));
+        engine.SetInput(j, x_all.col(order[start + j], n_in));
         TargetColumn<T>(train, order[start + j], n_out, engine.y_column(j));
+      }
+      // The next batch's inputs are scattered over the data set (DRAM);
+      // asking for them now lets the loads overlap this batch's arithmetic.
+      const uint64_t next = start + m;
+      for (uint64_t j = next; j < std::min<uint64_t>(next + max_m, n); ++j) {
+        const char* col =
+            reinterpret_cast<const char*>(x_all.col(order[j], n_in));
+        for (size_t off = 0; off < n_in * sizeof(T); off += 64) {
+          __builtin_prefetch(col + off, 0, 2);
+        }
       }
       // Feedforward, BP1-BP4 and the SGD update of API.md.
       const double c = engine.Step(m, want_progress);
