@@ -28,6 +28,7 @@ struct BenchFlags {
   uint64_t batch = 1;
   std::string dtype;  // empty: the model's
   uint64_t seed = 1;
+  uint32_t connections = 1;
 };
 
 struct PhaseResult {
@@ -188,26 +189,35 @@ int RunBench(const GlobalOptions& global, const BenchFlags& flags) {
   }
   const grpc::ByteBuffer health_request = EncodeHealthCheckRequest("");
   std::vector<grpc::ByteBuffer> health_responses(flags.concurrency);
-  grpc::GenericStub generic(connection.channel());
-  v1::Backprop::Stub& stub = connection.stub();
-
-  // Connect before the first phase, so neither phase pays for it.
-  connection.channel()->WaitForConnected(std::chrono::system_clock::now() +
-                                         std::chrono::seconds(10));
+  // Caller i uses connection i % N; with N = 1 everything shares the
+  // channel the CLI always uses.
+  std::vector<std::unique_ptr<Connection>> pool;
+  std::vector<std::unique_ptr<grpc::GenericStub>> generics;
+  for (uint32_t k = 0; k < flags.connections; ++k) {
+    pool.push_back(flags.connections == 1
+                       ? std::make_unique<Connection>(global)
+                       : std::make_unique<Connection>(global, k));
+    generics.push_back(
+        std::make_unique<grpc::GenericStub>(pool.back()->channel()));
+    pool.back()->stub();  // created here, not racing on callback threads
+    // Connect before the first phase, so neither phase pays for it.
+    pool.back()->channel()->WaitForConnected(std::chrono::system_clock::now() +
+                                             std::chrono::seconds(10));
+  }
 
   Phase health(flags.concurrency, flags.warmup, flags.duration,
                [&](size_t i, grpc::ClientContext* ctx,
                    std::function<void(grpc::Status)> done) {
-                 generic.UnaryCall(ctx, kHealthCheckMethod, grpc::StubOptions(),
-                                   &health_request, &health_responses[i],
-                                   std::move(done));
+                 generics[i % generics.size()]->UnaryCall(
+                     ctx, kHealthCheckMethod, grpc::StubOptions(),
+                     &health_request, &health_responses[i], std::move(done));
                });
   const PhaseResult h = health.Run("health");
   Phase predict(flags.concurrency, flags.warmup, flags.duration,
                 [&](size_t i, grpc::ClientContext* ctx,
                     std::function<void(grpc::Status)> done) {
-                  stub.async()->Predict(ctx, &requests[i], &responses[i],
-                                        std::move(done));
+                  pool[i % pool.size()]->stub().async()->Predict(
+                      ctx, &requests[i], &responses[i], std::move(done));
                 });
   const PhaseResult p = predict.Run("predict");
 
@@ -280,6 +290,10 @@ void AddBenchCommand(CLI::App& app, CommandEnv env) {
   cmd->add_option("--dtype", flags->dtype,
                   "element type of the inputs (default: the model's)")
       ->check(CLI::IsMember(Words(DTypes())));
+  cmd->add_option("--connections", flags->connections,
+                  "spread the callers over this many TCP connections")
+      ->check(CLI::Range(1u, 64u))
+      ->capture_default_str();
   cmd->add_option("--seed", flags->seed, "seed of the random inputs")
       ->capture_default_str();
   cmd->callback(

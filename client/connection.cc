@@ -16,6 +16,9 @@ std::chrono::system_clock::time_point DeadlineAfter(double seconds) {
 
 Connection::Connection(const GlobalOptions& options) : options_(options) {}
 
+Connection::Connection(const GlobalOptions& options, int private_index)
+    : options_(options), private_index_(private_index) {}
+
 std::shared_ptr<grpc::Channel> Connection::channel() {
   if (channel_ == nullptr) {
     grpc::ChannelArguments args;
@@ -23,6 +26,10 @@ std::shared_ptr<grpc::Channel> Connection::channel() {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    if (private_index_ >= 0) {
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("backprop.private_channel", private_index_);
+    }
     channel_ = grpc::CreateCustomChannel(
         options_.server, grpc::InsecureChannelCredentials(), args);
   }

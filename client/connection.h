@@ -39,6 +39,10 @@ class Connection {
   // message so that every response the server may send fits; keepalive
   // every 60 s so that a dead peer is noticed during a long Train stream.
   explicit Connection(const GlobalOptions& options);
+  // A connection of its own (not shared with other channels to the same
+  // server through gRPC's global subchannel pool), for load generation
+  // over several TCP connections.
+  Connection(const GlobalOptions& options, int private_index);
 
   std::shared_ptr<grpc::Channel> channel();
   backprop::v1::Backprop::Stub& stub();
@@ -52,6 +56,7 @@ class Connection {
 
  private:
   GlobalOptions options_;
+  int private_index_ = -1;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<backprop::v1::Backprop::Stub> stub_;
 };
