@@ -118,6 +118,32 @@ void DrawPanel(const PlotPanel& panel, double x0, double y0,
       << Num((top + bottom) / 2) << ") rotate(-90)\" text-anchor=\"middle\" "
       << "font-size=\"12\">" << Escape(panel.y_label) << "</text>\n";
   // Lines, points and the legend.
+  // The legend goes in the right-hand corner the curves leave free: at the
+  // bottom when they end in the upper half (rising accuracy), else at the
+  // top (falling cost).
+  double end_sum = 0;
+  int ends = 0;
+  for (const PlotSeries& s : panel.series) {
+    for (size_t i = std::min(s.x.size(), s.y.size()); i-- > 0;) {
+      if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) {
+        end_sum += py(s.y[i]);
+        ++ends;
+        break;
+      }
+    }
+  }
+  const bool legend_at_bottom = ends > 0 && end_sum / ends < (top + bottom) / 2;
+  int drawn = 0;
+  for (const PlotSeries& s : panel.series) {
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) {
+        ++drawn;
+        break;
+      }
+    }
+  }
+  const double legend_top =
+      legend_at_bottom ? bottom - 10 - 18 * drawn : top + 10;
   int legend_row = 0;
   for (const PlotSeries& s : panel.series) {
     std::string points;
@@ -132,7 +158,8 @@ void DrawPanel(const PlotPanel& panel, double x0, double y0,
     svg << "<polyline points=\"" << points << "\" fill=\"none\" stroke=\""
         << s.color << "\" stroke-width=\"2\"/>\n"
         << dots.str();
-    const double ly = top + 10 + 18 * legend_row++;
+    const double ly =
+        legend_top + 18 * legend_row++ + (legend_at_bottom ? 9 : 0);
     svg << "<line x1=\"" << Num(right - 150) << "\" y1=\"" << Num(ly)
         << "\" x2=\"" << Num(right - 126) << "\" y2=\"" << Num(ly)
         << "\" stroke=\"" << s.color << "\" stroke-width=\"2\"/>\n"

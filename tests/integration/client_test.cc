@@ -237,6 +237,25 @@ TEST(RenderSvgTest, DrawsEverySeriesAndEscapesText) {
   EXPECT_EQ(lines, 2u);  // one series with points per panel
 }
 
+// The y coordinate of the <text> element whose content is `label`.
+double TextY(const std::string& svg, const std::string& label) {
+  const size_t end = svg.find(">" + label + "</text>");
+  const size_t y = svg.rfind(" y=\"", end);
+  return std::stod(svg.substr(y + 4));
+}
+
+TEST(RenderSvgTest, PutsTheLegendInTheCornerTheCurvesLeaveFree) {
+  // Panel height 360 starting at 36: the plot area spans y 70..346, so its
+  // middle is 208. A rising curve ends at the top: legend below the middle.
+  PlotPanel rising{"acc", "epoch", "accuracy", true, {}};
+  rising.series.push_back({"up", "#000", {1, 2, 3}, {0.1, 0.5, 0.9}});
+  PlotPanel falling{"cost", "epoch", "cost", false, {}};
+  falling.series.push_back({"down", "#000", {1, 2, 3}, {0.9, 0.5, 0.1}});
+  const std::string svg = RenderSvg("t", {rising, falling});
+  EXPECT_GT(TextY(svg, "up"), 208);
+  EXPECT_LT(TextY(svg, "down"), 208);
+}
+
 TEST(TableTest, RightAlignsNumbersUnderTheirHeaders) {
   Table table({"NAME", "N"});
   table.AddRow({"alpha", "5"});
