@@ -37,7 +37,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "starting backprop-server (Fashion-MNIST preloaded)"
 mkfifo "$tmp/server.stdout"
-"$server_bin" --listen 127.0.0.1:0 --model_dir "$tmp/models" \
+# One BLAS thread per job, as in the Docker image (docker/Dockerfile).
+OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
+  "$server_bin" --listen 127.0.0.1:0 --model_dir "$tmp/models" \
   --data_dir "$tmp/data" --preload_fashion_mnist \
   >"$tmp/server.stdout" 2>"$tmp/server.log" &
 server_pid=$!

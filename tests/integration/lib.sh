@@ -50,8 +50,11 @@ start_server() {
   local fifo=$WORK/server.stdout
   rm -f "$fifo"
   mkfifo "$fifo"
-  "$SERVER_BIN" --listen 127.0.0.1:0 --model_dir "$WORK/models" \
-    --data_dir "$WORK/data" "$@" >"$fifo" 2>>"$SERVER_LOG" &
+  # One BLAS thread, as in the Docker image: no oversubscription of a
+  # small machine, and the same kernels on every run.
+  OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
+    "$SERVER_BIN" --listen 127.0.0.1:0 --model_dir "$WORK/models" \
+      --data_dir "$WORK/data" "$@" >"$fifo" 2>>"$SERVER_LOG" &
   SERVER_PID=$!
   # Block on the pipe until the server says where it listens (or exits).
   local line=""
