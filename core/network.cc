@@ -427,6 +427,44 @@ double UpdateSmall(arma::uword m, arma::uword k, arma::uword ld, float* w,
   return UpdateAny<float>(m, k, ld, w, v, d, a, eta, decay, mu);
 }
 
+// The SGD update from an explicit BP4 sum (the BLAS path): for count
+// weights (a multiple of the vector width), g = g_data + decay w, then
+// v <- mu v - eta g, w <- w + v. Returns ||g||^2, summed per 1024 weights in
+// T lanes and across blocks in double.
+template <typename T>
+BACKPROP_INLINE double ApplyGradientImpl(arma::uword count, const T* g_data,
+                                         T* w, T* v, T eta, T decay, T mu) {
+  using V = typename VecOf<T>::type;
+  const V eta_v = Splat(eta);
+  const V decay_v = Splat(decay);
+  const V mu_v = Splat(mu);
+  double norm2 = 0;
+  for (arma::uword start = 0; start < count; start += 1024) {
+    const arma::uword end = std::min<arma::uword>(start + 1024, count);
+    V g2 = Splat(T{0});
+    for (arma::uword i = start; i < end; i += kLanes<T>) {
+      const V wv = Load(w + i);
+      const V g = Load(g_data + i) + decay_v * wv;
+      g2 += g * g;
+      const V vv = mu_v * Load(v + i) - eta_v * g;
+      Store(v + i, vv);
+      Store(w + i, wv + vv);
+    }
+    norm2 += SumLanes<T>(g2);
+  }
+  return norm2;
+}
+BACKPROP_MULTIVERSION
+double ApplyGradient(arma::uword count, const double* g, double* w, double* v,
+                     double eta, double decay, double mu) {
+  return ApplyGradientImpl<double>(count, g, w, v, eta, decay, mu);
+}
+BACKPROP_MULTIVERSION
+double ApplyGradient(arma::uword count, const float* g, float* w, float* v,
+                     float eta, float decay, float mu) {
+  return ApplyGradientImpl<float>(count, g, w, v, eta, decay, mu);
+}
+
 // d_l[p, j] = sum_i w[i, p] d_next[i, j] for p < n (w: ld_next x n), the
 // first half of BP2, as dot products of whole padded columns.
 template <typename T>
@@ -620,19 +658,19 @@ void SgdEngine<T>::Forward(arma::uword m) {
     }
   }
   for (size_t l = 1; l <= L; ++l) {
-    const T* a_prev = l == 1 ? x_.memptr() : a_[l - 1].memptr();
-    const arma::uword ld_prev = ld_[l - 1];
     T* z = z_[l].memptr();
     // z^l = w^l a^{l-1} + b^l
     if (small_) {
       ForwardSmall(m, n_[l - 1], ld_[l], w_[l].memptr(), b_[l].memptr(),
                    cols_[l - 1].data(), z);
     } else {
+      // Large batches: BLAS, whose GEMMs use every OpenBLAS thread.
+      const T* a_prev = l == 1 ? x_.memptr() : a_[l - 1].memptr();
       for (arma::uword j = 0; j < m; ++j) {
         std::memcpy(z + j * ld_[l], b_[l].memptr(), ld_[l] * sizeof(T));
       }
       Gemm<T>('N', 'N', ld_[l], m, n_[l - 1], T{1}, w_[l].memptr(), ld_[l],
-              a_prev, ld_prev, T{1}, z, ld_[l]);
+              a_prev, ld_[l - 1], T{1}, z, ld_[l]);
     }
     // a^l = sigma(z^l)
     Activate<T>(LayerActivation(spec_, l), z, a_[l].memptr(), n_[l], m, ld_[l]);
@@ -682,14 +720,8 @@ void SgdEngine<T>::Update(arma::uword m) {
       // BP4 into g_w by BLAS, then the SGD update element by element.
       T* g = g_w_[l].memptr();
       Gemm<T>('N', 'T', ld, k, m, T{1}, d, ld, a_prev, ld_[l - 1], T{0}, g, ld);
-      T* w = w_[l].memptr();
-      T* v = v_w_[l].memptr();
-      for (arma::uword i = 0; i < ld * k; ++i) {
-        const T gi = g[i] + decay_ * w[i];
-        norm2 += static_cast<double>(gi) * static_cast<double>(gi);
-        v[i] = mu_ * v[i] - eta_ * gi;
-        w[i] += v[i];
-      }
+      norm2 = ApplyGradient(ld * k, g, w_[l].memptr(), v_w_[l].memptr(), eta_,
+                            decay_, mu_);
     }
     grad_norm_[l] += std::sqrt(norm2);
     // BP3 and the bias update: g_b = sum_x delta / m; v <- mu v - eta g_b.
