@@ -83,13 +83,15 @@ TEST(ShuffleOrderTest, IsAPermutationThatDependsOnSeedAndEpoch) {
 //   g_w = nabla_w + (lambda/n) w, g_b = nabla_b, v <- mu v - eta g, w += v,
 // where Backprop's nabla is already 1/m sum over the batch, batches follow
 // ShuffleOrder and m is each batch's own size (n = 5, batch 2: 2, 2, 1).
-void ExpectTrainMatchesReplayedRule(bool labels) {
+void ExpectTrainMatchesReplayedRule(bool labels, uint64_t n_examples,
+                                    uint32_t batch,
+                                    std::vector<size_t> expected_sizes) {
   const ModelSpec spec = MakeSpec({3, 4, 2}, Activation::kTanh,
                                   Activation::kSigmoid, Cost::kCrossEntropy, 5);
-  const Dataset data = RandomData(3, 2, 5, labels, 21);
+  const Dataset data = RandomData(3, 2, n_examples, labels, 21);
   TrainOptions o;
   o.epochs = 2;  // 6 steps: momentum carries over steps and epochs
-  o.mini_batch_size = 2;
+  o.mini_batch_size = batch;
   o.eta = 0.7;
   o.lambda = 0.3;
   o.mu = 0.6;
@@ -100,7 +102,7 @@ void ExpectTrainMatchesReplayedRule(bool labels) {
   ASSERT_TRUE(Train<double>(trained, data, nullptr, o, {}, nullptr).ok());
 
   const arma::mat y_all = TargetMatrix<double>(data);
-  const double n = 5;
+  const double n = static_cast<double>(n_examples);
   std::vector<arma::mat> v_w(3);
   std::vector<arma::vec> v_b(3);
   for (size_t l = 1; l <= 2; ++l) {
@@ -109,9 +111,10 @@ void ExpectTrainMatchesReplayedRule(bool labels) {
   }
   std::vector<size_t> batch_sizes;
   for (uint32_t epoch = 1; epoch <= o.epochs; ++epoch) {
-    const std::vector<uint64_t> order = ShuffleOrder(5, o.shuffle_seed, epoch);
-    for (size_t start = 0; start < order.size(); start += 2) {
-      const size_t m = std::min<size_t>(2, order.size() - start);
+    const std::vector<uint64_t> order =
+        ShuffleOrder(n_examples, o.shuffle_seed, epoch);
+    for (size_t start = 0; start < order.size(); start += batch) {
+      const size_t m = std::min<size_t>(batch, order.size() - start);
       batch_sizes.push_back(m);
       const arma::uvec idx(std::vector<arma::uword>(order.begin() + start,
                                                     order.begin() + start + m));
@@ -126,7 +129,7 @@ void ExpectTrainMatchesReplayedRule(bool labels) {
       }
     }
   }
-  EXPECT_EQ(batch_sizes, (std::vector<size_t>{2, 2, 1, 2, 2, 1}));
+  EXPECT_EQ(batch_sizes, expected_sizes);
   // Same arithmetic up to the order of floating-point operations: a few
   // ulps of weights of size ~1.
   for (size_t l = 1; l <= 2; ++l) {
@@ -143,10 +146,14 @@ void ExpectTrainMatchesReplayedRule(bool labels) {
 }
 
 TEST(TrainTest, SgdStepsEqualApiRuleWithTargets) {
-  ExpectTrainMatchesReplayedRule(false);
+  ExpectTrainMatchesReplayedRule(false, 5, 2, {2, 2, 1, 2, 2, 1});
 }
 TEST(TrainTest, SgdStepsEqualApiRuleWithLabels) {
-  ExpectTrainMatchesReplayedRule(true);
+  ExpectTrainMatchesReplayedRule(true, 5, 2, {2, 2, 1, 2, 2, 1});
+}
+// Batches over 16 examples take the engine's BLAS path.
+TEST(TrainTest, SgdStepsEqualApiRuleWithLargeBatches) {
+  ExpectTrainMatchesReplayedRule(true, 45, 20, {20, 20, 5, 20, 20, 5});
 }
 
 TEST(TrainTest, FloatTrainingTracksDoubleTraining) {
@@ -229,16 +236,19 @@ TEST(TrainTest, LearnsXor) {
 }
 
 // ---------------------------------------------------------------------------
-TEST(TrainTest, EpochMetricsAreConsistent) {
+// n examples in one full batch per epoch: n <= 16 runs the engine's
+// register-blocked kernels, larger n its BLAS path.
+void ExpectConsistentEpochMetrics(uint64_t n, double mu) {
   const ModelSpec spec = MakeSpec({4, 5, 3}, Activation::kSigmoid,
                                   Activation::kSoftmax, Cost::kCrossEntropy, 6);
-  const Dataset train = RandomData(4, 3, 30, true, 1);
+  const Dataset train = RandomData(4, 3, n, true, 1);
   const Dataset validation = RandomData(4, 3, 11, true, 2);
   TrainOptions o;
   o.epochs = 3;
   o.mini_batch_size = 100;  // one full batch per epoch
   o.eta = 0.5;
   o.lambda = 0.2;
+  o.mu = mu;
   o.monitor_training = true;
   Network<double> net = Network<double>::Create(spec).value();
   // With one batch per epoch the mean gradient norm of epoch 1 is the norm
@@ -246,19 +256,21 @@ TEST(TrainTest, EpochMetricsAreConsistent) {
   const Gradients<double> g0 =
       net.Backprop(train.inputs, TargetMatrix<double>(train)).value();
   const double expected_grad_norm_1 =
-      arma::norm(g0.nabla_w[1] + (0.2 / 30) * net.w(1), "fro");
+      arma::norm(g0.nabla_w[1] + (0.2 / n) * net.w(1), "fro");
   std::vector<EpochMetrics> seen;
   TrainCallbacks<double> cb;
-  cb.on_epoch = [&](const EpochMetrics& m, const Network<double>& n) {
+  cb.on_epoch = [&](const EpochMetrics& m, const Network<double>& net_now) {
     seen.push_back(m);
-    const Evaluation t = Evaluate(n, train, 0.2, 30).value();
+    const Evaluation t = Evaluate(net_now, train, 0.2, n).value();
     EXPECT_NEAR(m.training_cost, t.cost, 1e-12);
     EXPECT_DOUBLE_EQ(m.training_accuracy, t.accuracy);
-    const Evaluation v = Evaluate(n, validation, 0.2, 30).value();
+    const Evaluation v = Evaluate(net_now, validation, 0.2, n).value();
     EXPECT_NEAR(m.validation_cost, v.cost, 1e-12);
     EXPECT_DOUBLE_EQ(m.validation_accuracy, v.accuracy);
-    EXPECT_NEAR(m.layers[0].weight_norm, arma::norm(n.w(1), "fro"), 1e-12);
-    EXPECT_NEAR(m.layers[1].weight_norm, arma::norm(n.w(2), "fro"), 1e-12);
+    EXPECT_NEAR(m.layers[0].weight_norm, arma::norm(net_now.w(1), "fro"),
+                1e-12);
+    EXPECT_NEAR(m.layers[1].weight_norm, arma::norm(net_now.w(2), "fro"),
+                1e-12);
     return absl::OkStatus();
   };
   ASSERT_TRUE(Train<double>(net, train, &validation, o, cb, nullptr).ok());
@@ -274,6 +286,15 @@ TEST(TrainTest, EpochMetricsAreConsistent) {
     EXPECT_EQ(seen[e].layers[1].saturated_fraction, 0);  // softmax layer
   }
   EXPECT_NEAR(seen[0].layers[0].gradient_norm, expected_grad_norm_1, 1e-12);
+}
+
+TEST(TrainTest, EpochMetricsAreConsistentOnKernelPath) {
+  ExpectConsistentEpochMetrics(12, 0.0);
+  ExpectConsistentEpochMetrics(12, 0.5);
+}
+TEST(TrainTest, EpochMetricsAreConsistentOnBlasPath) {
+  ExpectConsistentEpochMetrics(30, 0.0);
+  ExpectConsistentEpochMetrics(30, 0.5);
 }
 
 TEST(TrainTest, SaturatedFractionCountsFlatSigmoids) {
