@@ -13,6 +13,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 #include "core/readers.h"
@@ -62,6 +64,14 @@ int main(int argc, char** argv) {
       "(backprop.v1.Backprop, health and reflection).\n"
       "Usage: backprop-server [--listen=127.0.0.1:50051] [--model_dir=DIR] "
       "[--data_dir=DIR] ...");
+  // --help lists the flags of this file (Abseil's default looks for a file
+  // named after the binary, backprop-server.cc).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view path) {
+    return absl::EndsWith(path, "server/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   const int recv_mb = absl::GetFlag(FLAGS_max_receive_message_mb);
