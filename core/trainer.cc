@@ -284,11 +284,13 @@ absl::Status Train(Network<T>& net, const Dataset& train,
       }
       // The next batch's inputs are scattered over the data set (DRAM);
       // asking for them now lets the loads overlap this batch's arithmetic.
+      // Every other line suffices (the hardware fetches line pairs), and
+      // halves the time the prefetches themselves stall.
       const uint64_t next = start + m;
       for (uint64_t j = next; j < std::min<uint64_t>(next + max_m, n); ++j) {
         const char* col =
             reinterpret_cast<const char*>(x_all.col(order[j], n_in));
-        for (size_t off = 0; off < n_in * sizeof(T); off += 64) {
+        for (size_t off = 0; off < n_in * sizeof(T); off += 128) {
           __builtin_prefetch(col + off, 0, 2);
         }
       }
