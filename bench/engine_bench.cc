@@ -1,7 +1,9 @@
 // Seconds per training epoch of backprop::Train on the full Fashion-MNIST
-// training set (60,000 examples), and the floor under it: the same epoch's
-// matrix products as bare BLAS GEMM calls, with nothing else (no activation,
-// no shuffle, no update). Nielsen, NNDL ch. 2 gives the equations (BP1-BP4).
+// training set (60,000 examples), and the same epoch's matrix products as
+// bare BLAS GEMM calls with nothing else (no activation, no shuffle, no
+// update): the floor for an epoch built on BLAS. (The engine's own fused
+// kernels for small mini-batches can go below it.) Nielsen, NNDL ch. 2 gives
+// the equations (BP1-BP4).
 //
 // Configs (all sigmoid, quadratic cost, STANDARD_NORMAL initial weights as in
 // network.py):
