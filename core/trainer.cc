@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -224,11 +226,14 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
   return absl::OkStatus();
 }
 
+namespace {
+
 template <typename T>
-absl::Status Train(Network<T>& net, const Dataset& train,
-                   const Dataset* validation, const TrainOptions& options,
-                   const TrainCallbacks<T>& callbacks,
-                   const std::atomic<bool>* cancel) {
+absl::Status TrainUnguarded(Network<T>& net, const Dataset& train,
+                            const Dataset* validation,
+                            const TrainOptions& options,
+                            const TrainCallbacks<T>& callbacks,
+                            const std::atomic<bool>* cancel) {
   if (absl::Status s = ValidateTrainOptions(options); !s.ok()) return s;
   if (absl::Status s = CheckDataFits(net, train, "training"); !s.ok()) {
     return s;
@@ -361,6 +366,26 @@ absl::Status Train(Network<T>& net, const Dataset& train,
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+template <typename T>
+absl::Status Train(Network<T>& net, const Dataset& train,
+                   const Dataset* validation, const TrainOptions& options,
+                   const TrainCallbacks<T>& callbacks,
+                   const std::atomic<bool>* cancel) {
+  // Shapes are checked before Armadillo is called; what remains is running
+  // out of memory for the per-call buffers (or a float copy of the inputs).
+  try {
+    return TrainUnguarded<T>(net, train, validation, options, callbacks,
+                             cancel);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        "not enough memory for the training buffers");
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("training failed: ", e.what()));
+  }
 }
 
 template <typename T>
