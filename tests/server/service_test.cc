@@ -372,17 +372,19 @@ TEST_F(ServiceTest, TrainStreamsOneEpochEventPerEpochWithValidation) {
 
 TEST_F(ServiceTest, TrainSendsBatchProgressWhenAsked) {
   Start();
-  ASSERT_TRUE(Create("bp", Spec({2, 8, 2})).ok());
-  v1::TrainRequest req = TrainReq("bp", 2, 4000);
-  req.set_mini_batch_size(1);  // 4000 updates per epoch: many milliseconds
+  ASSERT_TRUE(Create("bp", Spec({2, 128, 2})).ok());
+  // 20,000 single-example updates through 128 hidden units: several
+  // milliseconds per epoch even for a fast engine, so a 1 ms interval fires.
+  v1::TrainRequest req = TrainReq("bp", 2, 20000);
+  req.set_mini_batch_size(1);
   req.set_progress_interval_ms(1);
   TrainResult r = RunTrain(stub_.get(), req);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.epochs.size(), 2u);
   ASSERT_FALSE(r.progress.empty());
   for (const v1::BatchProgress& p : r.progress) {
-    EXPECT_EQ(p.examples_total(), 4000u);
-    EXPECT_LE(p.examples_done(), 4000u);
+    EXPECT_EQ(p.examples_total(), 20000u);
+    EXPECT_LE(p.examples_done(), 20000u);
     EXPECT_GE(p.epoch(), 1u);
     EXPECT_LE(p.epoch(), 2u);
   }
