@@ -31,6 +31,15 @@ struct GlobalOptions {
   std::string server = kDefaultServer;
   double deadline_seconds = 0;  // 0: kDefaultUnaryDeadlineSeconds, streams none
   bool json = false;
+  // TLS: any of these set switches the channel to TLS. tls_ca: PEM roots
+  // that sign the server's certificate (empty: the system's roots);
+  // tls_cert/tls_key: client certificate for mTLS.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  // Non-empty: sent as "authorization: Bearer <token>" on every call.
+  // Never printed.
+  std::string token;
 };
 
 class Connection {

@@ -26,6 +26,18 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_flag("--json", global.json,
                "print machine-readable JSON instead of tables");
+  app.add_option("--tls_ca", global.tls_ca,
+                 "PEM CA certificate(s) to verify the server with; any TLS "
+                 "flag switches to TLS (default roots when this is absent)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls_cert", global.tls_cert,
+                 "PEM client certificate for mTLS (with --tls_key)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls_key", global.tls_key, "PEM private key of --tls_cert")
+      ->check(CLI::ExistingFile);
+  app.add_option("--token", global.token,
+                 "bearer token sent with every call (never printed)")
+      ->envname("BACKPROP_TOKEN");
 
   const CommandEnv env{&global, &exit_code};
   AddHealthCommand(app, env);

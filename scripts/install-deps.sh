@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libarmadillo-dev libopenblas-dev zlib1g-dev
+  libabsl-dev libarmadillo-dev libopenblas-dev zlib1g-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   clang-14 libclang-rt-14-dev
   dataset-fashion-mnist

@@ -54,6 +54,27 @@ ABSL_FLAG(bool, preload_fashion_mnist, false,
           "gives FAILED_PRECONDITION.");
 ABSL_FLAG(std::string, fashion_mnist_dir, backprop::kFashionMnistDir,
           "Where --preload_fashion_mnist reads the IDX files.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of the server; with --tls_key, serve TLS "
+          "only.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA: mTLS, every client must present a certificate signed by "
+          "it (needs --tls_cert/--tls_key).");
+ABSL_FLAG(bool, insecure_allow_remote, false,
+          "Allow plaintext (no --tls_cert) on a non-loopback --listen "
+          "address. Without it the server refuses anything but 127.0.0.0/8, "
+          "::1 and localhost. Use only behind a TLS proxy or on a private "
+          "network.");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "File of bearer tokens, one '<hex sha256 of token> <role>' per line "
+          "('#' comments; e.g. `printf %s TOKEN | sha256sum`). Every call "
+          "but health then needs 'authorization: Bearer TOKEN'. Roles, "
+          "read < train < admin: read = GetModel ListModels GetDataset "
+          "ListDatasets Predict GetGradients and reflection; train = Train "
+          "CreateModel UploadDataset; admin = DeleteModel DeleteDataset. "
+          "Missing/unknown token: UNAUTHENTICATED; weaker role: "
+          "PERMISSION_DENIED.");
 ABSL_FLAG(bool, reflection, true,
           "Serve gRPC server reflection so grpcurl etc. work without the "
           ".proto.");
@@ -109,6 +130,11 @@ int main(int argc, char** argv) {
   options.max_receive_message_bytes = recv_mb << 20;
   options.max_send_message_bytes = send_mb << 20;
   options.reflection = absl::GetFlag(FLAGS_reflection);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.insecure_allow_remote = absl::GetFlag(FLAGS_insecure_allow_remote);
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens);
   if (absl::GetFlag(FLAGS_preload_fashion_mnist)) {
     options.preload_fashion_mnist_dir = absl::GetFlag(FLAGS_fashion_mnist_dir);
   }

@@ -7,12 +7,14 @@
 #include <filesystem>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "server/tls.h"
 #include <fcntl.h>
 #include <sys/file.h>
 
@@ -37,6 +39,29 @@ absl::Status MakeDir(const std::string& dir) {
 absl::StatusOr<std::unique_ptr<BackpropServer>> BackpropServer::Start(
     const ServerOptions& options,
     const std::function<void(const std::string&)>& report) {
+  // Security first: refuse a bad configuration before touching any folder.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials({options.tls_cert_file, options.tls_key_file,
+                             options.tls_client_ca_file});
+  if (!credentials.ok()) return credentials.status();
+  const bool tls = !options.tls_cert_file.empty();
+  if (!tls && !options.insecure_allow_remote && !options.listen.empty() &&
+      !IsLoopbackListenAddress(options.listen)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "refusing to listen on '", options.listen,
+        "' without TLS: plaintext is only served on loopback (127.0.0.0/8, "
+        "::1, localhost). Give --tls_cert/--tls_key, or "
+        "--insecure_allow_remote "
+        "if a proxy or a private network protects the port"));
+  }
+  std::shared_ptr<const TokenTable> tokens;
+  if (!options.auth_tokens_file.empty()) {
+    absl::StatusOr<TokenTable> table =
+        TokenTable::LoadFile(options.auth_tokens_file);
+    if (!table.ok()) return table.status();
+    tokens = std::make_shared<const TokenTable>(*std::move(table));
+  }
+
   if (absl::Status s = MakeDir(options.service.model_dir); !s.ok()) return s;
   if (absl::Status s = MakeDir(options.service.data_dir); !s.ok()) return s;
 
@@ -71,10 +96,20 @@ absl::StatusOr<std::unique_ptr<BackpropServer>> BackpropServer::Start(
 
   grpc::ServerBuilder builder;
   if (!options.listen.empty()) {
-    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                             &server->port_);
+    builder.AddListeningPort(options.listen, *credentials, &server->port_);
   }
-  builder.RegisterService(server->service_.get());
+  if (tokens != nullptr) {
+    server->auth_service_ =
+        std::make_unique<AuthorizingService>(server->service_.get(), tokens);
+    builder.RegisterService(server->auth_service_.get());
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(NewReflectionAuthInterceptorFactory(tokens));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  } else {
+    builder.RegisterService(server->service_.get());
+  }
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   // Transport hardening, RELIABILITY.md §3.
@@ -106,6 +141,7 @@ absl::StatusOr<std::unique_ptr<BackpropServer>> BackpropServer::Start(
 BackpropServer::~BackpropServer() {
   Shutdown(absl::Seconds(5));
   server_.reset();
+  auth_service_.reset();
   service_.reset();
   if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
 }

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include <grpcpp/grpcpp.h>
 
+#include "server/auth.h"
 #include "server/service.h"
 
 namespace backprop::server {
@@ -27,6 +28,16 @@ struct ServerOptions {
   // Non-empty: register Fashion-MNIST from this folder when its files are
   // there (a missing folder is reported, not fatal).
   std::string preload_fashion_mnist_dir;
+  // TLS (tls.h): cert + key enable TLS; client_ca adds mTLS.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // Without TLS, a listen address that is not loopback is refused
+  // (kFailedPrecondition) unless this is set.
+  bool insecure_allow_remote = false;
+  // Non-empty: every Backprop and reflection call needs a bearer token
+  // listed in this file (auth.h); health stays open.
+  std::string auth_tokens_file;
 };
 
 class BackpropServer {
@@ -54,6 +65,7 @@ class BackpropServer {
 
   int lock_fd_ = -1;  // flock on model_dir/LOCK: one server per folder
   std::unique_ptr<BackpropService> service_;
+  std::unique_ptr<AuthorizingService> auth_service_;  // with auth_tokens_file
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;
