@@ -100,7 +100,7 @@ long double LongDoubleCost(const Network<double>& net, const arma::mat& x,
         c += 0.5L * (yc[i] - a[i]) * (yc[i] - a[i]);
       } else if (spec.output_activation == Activation::kSoftmax) {
         c -= yc[i] * a[i];  // a holds ln a here
-      } else {  // binary cross-entropy from z: ln a = -softplus(-z)
+      } else {              // binary cross-entropy from z: ln a = -softplus(-z)
         c += yc[i] * ScalarSoftplus(-z[i]) + (1 - yc[i]) * ScalarSoftplus(z[i]);
       }
     }
