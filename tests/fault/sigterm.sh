@@ -107,6 +107,37 @@ for ((k = 1; k <= N; k++)); do
     fail "train s$k ended without UNAVAILABLE/CANCELLED: $(cat "$WORK/train.$k.err")"
   summary+=" s$k=$e/$a"
 done
-stop_server
+
+# An in-flight Predict finishes: a Predict of 8,000 rows through a
+# 20,1000,1000,4 model (about 1 s of CPU for the server here), and SIGTERM
+# once the otherwise idle server has burnt 0.2 s of CPU on it.
+make_csv "$WORK/rows.csv" 8000 20 4 9
+cli models create --id wide --layers 20,1000,1000,4 --seed 1 >/dev/null
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+timeout 60 "$CLI_BIN" --json predict wide --csv "$WORK/rows.csv" --label-column -1 \
+  --batch 8000 >"$WORK/slow.json" 2>"$WORK/slow.err" &
+slow_pid=$!
+BG_PIDS+=("$slow_pid")
+# Its connection (the only one to the idle server) first, then CPU burnt.
+port=${BACKPROP_SERVER##*:}
+idle=""
+for ((w = 0; w < 600; w++)); do
+  kill -0 "$slow_pid" 2>/dev/null || break
+  if [[ -z $idle ]]; then
+    ss -Htn state established "( dport = :$port )" | grep -q . && idle=$(cpu_ticks)
+  elif (($(cpu_ticks) - idle >= 20)); then
+    break
+  fi
+  sleep 0.05
+done
+kill -0 "$slow_pid" 2>/dev/null || fail "the slow Predict ended before SIGTERM: $(cat "$WORK/slow.err")"
+stop_server "$LIMIT"
+[[ $SERVER_EXIT == 0 ]] || fail "server exited $SERVER_EXIT after SIGTERM during a Predict"
+slow_rc=0
+wait "$slow_pid" || slow_rc=$?
+BG_PIDS=()
+((slow_rc == 0)) || fail "the in-flight Predict failed ($slow_rc): $(cat "$WORK/slow.err")"
+[[ $(jq '.labels | length' "$WORK/slow.json") == 8000 ]] || fail "the in-flight Predict's answer: $(head -c 300 "$WORK/slow.json")"
+echo "in-flight Predict (8,000 rows) finished OK across SIGTERM; server exit 0 in ${SERVER_STOP_SECONDS}s" >&2
 echo "sigterm: exit 0 in ${stop_seconds}s; models (on disk/acked):$summary; $calls_ok CLI Predicts OK, $calls_cancelled CANCELLED, the last of each loop UNAVAILABLE" >&2
 echo "PASS sigterm" >&2
