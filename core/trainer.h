@@ -1,8 +1,8 @@
 // Mini-batch stochastic gradient descent (Nielsen, NNDL ch. 1-3) with L2
 // weight decay and momentum, exactly API.md's update rule:
 //   g_w = 1/m sum_x delta^{x,l} (a^{x,l-1})^T + (lambda/n) w^l,
-//   g_b = 1/m sum_x delta^{x,l};  v <- mu v - eta g;  w <- w + v_w, b <- b +
-//   v_b
+//   g_b = 1/m sum_x delta^{x,l};  v <- mu v - eta g;
+//   w <- w + v_w,  b <- b + v_b
 // with m the size of this mini-batch (the last one may be smaller) and n the
 // training set size; velocities start at zero in every Train call.
 #ifndef BACKPROP_CORE_TRAINER_H_
