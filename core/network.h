@@ -154,9 +154,9 @@ class BatchWorkspace {
 // One SGD run's working state for Train: the parameters in padded copies
 // (rows rounded up to a whole SIMD vector, padding kept at zero), the
 // velocities, and every per-batch buffer, all allocated in the constructor;
-// Step allocates nothing. Small batches (m <= kMaxSmallBatch) use
+// Step allocates nothing. With max_m <= kMaxSmallBatch every step uses
 // register-blocked kernels with the update fused into the weight-gradient
-// product (no BLAS packing, no gradient temporary); larger ones call BLAS.
+// product (no BLAS packing, no gradient temporary); larger max_m call BLAS.
 template <typename T>
 class SgdEngine {
  public:
