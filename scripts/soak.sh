@@ -44,7 +44,10 @@ for ((k = 1; k <= N; k++)); do
 done
 for p in "${BG_PIDS[@]}"; do wait "$p" || fail "warm-up train failed"; done
 BG_PIDS=()
-cli bench p --concurrency 4 --warmup 0 --duration 1 >/dev/null || fail "warm-up bench failed"
+# (Its Predict rate, with no training running, is reported for comparison.)
+cli --json bench p --concurrency 4 --warmup 0 --duration 2 --batch 1 >"$WORK/idle.json" ||
+  fail "warm-up bench failed"
+idle_qps=$(jq '.predict.qps | floor' "$WORK/idle.json")
 sleep 2
 base_fd=$(fd_count)
 base_thr=$(status_field Threads)
@@ -107,8 +110,8 @@ train_ok=$(cat "$WORK"/train.*.log | grep -c '^ok' || true)
 train_fail=$(cat "$WORK"/train.*.log | grep -c '^fail' || true)
 pred_calls=$(jq .predict.calls "$WORK/bench.json")
 pred_err=$(jq .predict.errors "$WORK/bench.json")
-pred_qps=$(jq .predict.qps "$WORK/bench.json")
-pred_p99=$(jq .predict.p99_us "$WORK/bench.json")
+pred_qps=$(jq '.predict.qps | floor' "$WORK/bench.json")
+pred_p99=$(jq '.predict.p99_us | floor' "$WORK/bench.json")
 health_calls=$(jq .health.calls "$WORK/bench.json")
 health_err=$(jq .health.errors "$WORK/bench.json")
 
@@ -138,6 +141,7 @@ awk -v g="$growth" 'BEGIN { exit !(g < 10) }' || failures+=("RSS grew $growth% (
     "Train calls OK / failed" "$train_ok / $train_fail" \
     "Predict calls / errors" "$pred_calls / $pred_err" \
     "Predict calls/s (p99 us)" "$pred_qps ($pred_p99)" \
+    "  same, no training (warm-up, 2 s)" "$idle_qps" \
     "health Checks / errors (1st phase)" "$health_calls / $health_err" \
     "RSS kB: baseline, @10s, end, max" "$base_rss, $rss10, $rss_end, $rss_max" \
     "RSS growth @10s -> end" "$growth %" \
