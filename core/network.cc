@@ -329,8 +329,11 @@ double ChunkedCost(const Network<T>& net, internal::BatchWorkspace<T>& ws,
 // padded matrix holds ld rows, ld a multiple of the vector width, so every
 // vector load is a whole one; rows past the layer width are zero. The code
 // uses GCC vector extensions and is compiled once per instruction set
-// (AVX-512, AVX2+FMA, baseline), picked at load time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// (AVX-512, AVX2+FMA, baseline), picked at load time. Not under
+// ThreadSanitizer: the ifunc resolvers run before TSan's runtime is up, and
+// every binary would crash while loading.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)
 #define BACKPROP_MULTIVERSION \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
