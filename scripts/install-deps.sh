@@ -13,9 +13,10 @@ packages=(
   dataset-fashion-mnist
   procps openssl
   nlohmann-json3-dev jq
+  python3-numpy
 )
 if [[ "${BACKPROP_WITH_BENCH_REFS:-0}" == 1 ]]; then
-  packages+=(python3-numpy python3-torch)
+  packages+=(python3-torch)
 fi
 
 missing=()

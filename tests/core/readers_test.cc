@@ -388,10 +388,9 @@ TEST(ReadCsvFileTest, NamesTheFileInErrors) {
 // balanced: 6,000 (train) and 1,000 (test) examples of each of 10 classes
 // (the data set's README).
 TEST(ReadFashionMnistTest, ReadsDebianFiles) {
-  if (!std::filesystem::exists(std::string(kFashionMnistDir) +
-                               "/t10k-labels-idx1-ubyte.gz")) {
-    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  }
+  ASSERT_TRUE(std::filesystem::exists(std::string(kFashionMnistDir) +
+                                      "/t10k-labels-idx1-ubyte.gz"))
+      << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
   for (bool train : {false, true}) {
     absl::StatusOr<Dataset> d = ReadFashionMnist(kFashionMnistDir, train);
     ASSERT_TRUE(d.ok()) << d.status();

@@ -37,8 +37,8 @@ fail() {
 
 require_fashion_mnist() {
   if [[ ! -f $TRAIN_IMAGES || ! -f $TEST_LABELS ]]; then
-    echo "SKIP: Fashion-MNIST not found in $FMNIST (apt-get install dataset-fashion-mnist)" >&2
-    exit 77
+    echo "FAIL: Fashion-MNIST not found in $FMNIST (scripts/install-deps.sh installs dataset-fashion-mnist)" >&2
+    exit 1
   fi
 }
 
