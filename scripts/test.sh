@@ -2,10 +2,12 @@
 # Runs every test of backprop on this machine, installing what is missing:
 #   1. Release build + ctest (core, file formats, server in-process, CLI-driven
 #      integration tests against the real binaries)
-#   2. core tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#   3. server tests under ThreadSanitizer
-#   4. every libFuzzer target for a bounded time (FUZZ_SECONDS, default 20)
-#   5. the Docker image: build, run, use, restart, stop (tests/docker/run.sh)
+#   2. fault injection (kill -9, disk full, SIGTERM under load) and a 60 s
+#      soak against the Release binaries (scripts/faults.sh, scripts/soak.sh)
+#   3. core tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   4. server tests under ThreadSanitizer
+#   5. every libFuzzer target for a bounded time (FUZZ_SECONDS, default 20)
+#   6. the Docker image: build, run, use, restart, stop (tests/docker/run.sh)
 # Each stage runs even when an earlier one failed; the last line sums up.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +59,8 @@ tsan_server() {
 }
 
 stage release release
+stage faults bash scripts/faults.sh build
+stage soak env SOAK_SECONDS="${SOAK_SECONDS:-60}" bash scripts/soak.sh build
 stage asan-ubsan-core asan_core
 if [[ -f tests/server/CMakeLists.txt ]]; then
   stage tsan-server tsan_server
