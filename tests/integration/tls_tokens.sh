@@ -8,7 +8,7 @@
 # deletes, health needs no token, bench sends the token; and no token ever
 # shows up in the CLI's output or the server's log.
 source "$(dirname "$0")/lib.sh" "$@"
-command -v openssl >/dev/null || { echo "SKIP: no openssl command" >&2; exit 77; }
+command -v openssl >/dev/null || { echo "FAIL: no openssl command (scripts/install-deps.sh installs it)" >&2; exit 1; }
 
 PKI=$WORK/pki
 mkdir -p "$PKI"
