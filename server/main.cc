@@ -3,7 +3,9 @@
 // calls; everything else goes to stderr. SIGTERM/SIGINT: stop accepting,
 // cancel trainings (each model keeps its last completed epoch, already on
 // disk), let in-flight calls finish, exit 0.
+#include <errno.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <iostream>
@@ -19,6 +21,7 @@
 
 #include "core/readers.h"
 #include "server/server.h"
+#include <fcntl.h>
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "HOST:PORT to listen on; port 0 picks a free port (the chosen one is "
@@ -78,6 +81,20 @@ ABSL_FLAG(std::string, auth_tokens, "",
 ABSL_FLAG(bool, reflection, true,
           "Serve gRPC server reflection so grpcurl etc. work without the "
           ".proto.");
+
+namespace {
+
+// Written by OnStopSignal, read by main: see main.
+int g_stop_pipe[2] = {-1, -1};
+
+extern "C" void OnStopSignal(int signal_number) {
+  const int saved_errno = errno;
+  const unsigned char byte = static_cast<unsigned char>(signal_number);
+  [[maybe_unused]] ssize_t written = write(g_stop_pipe[1], &byte, 1);
+  errno = saved_errno;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -139,13 +156,21 @@ int main(int argc, char** argv) {
     options.preload_fashion_mnist_dir = absl::GetFlag(FLAGS_fashion_mnist_dir);
   }
 
-  // Block the stop signals in every thread (gRPC's threads inherit this
-  // mask) and take them synchronously below with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A handler, not a signal mask: OpenBLAS starts its threads before main()
+  // runs, so a mask set here would not cover them, and a SIGTERM delivered
+  // to one of them would kill the process uncleanly. The handler runs on
+  // whichever thread gets the signal and only writes to a pipe main reads.
+  if (pipe2(g_stop_pipe, O_CLOEXEC) != 0 ||
+      fcntl(g_stop_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
+    std::cerr << "backprop-server: cannot create the signal pipe\n";
+    return 1;
+  }
+  struct sigaction stop_action = {};
+  stop_action.sa_handler = OnStopSignal;
+  sigemptyset(&stop_action.sa_mask);
+  stop_action.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &stop_action, nullptr);
+  sigaction(SIGINT, &stop_action, nullptr);
 
   auto report = [](const std::string& line) {
     std::cerr << "backprop-server: " << line << std::endl;
@@ -160,10 +185,11 @@ int main(int argc, char** argv) {
   std::cout << "listening on " << host << ":" << (*server)->port()
             << std::endl;  // endl flushes: clients wait for this line
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  std::cerr << "backprop-server: signal " << signal_number << ", shutting down"
-            << std::endl;
+  unsigned char signal_number = 0;
+  while (read(g_stop_pipe[0], &signal_number, 1) < 0 && errno == EINTR) {
+  }
+  std::cerr << "backprop-server: signal " << int{signal_number}
+            << ", shutting down" << std::endl;
   (*server)->Shutdown(absl::Seconds(5));
   server->reset();
   std::cerr << "backprop-server: stopped" << std::endl;
