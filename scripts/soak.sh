@@ -7,7 +7,8 @@
 #   - Predict throughput >= SOAK_MIN_QPS calls/s (default 1000);
 #   - server RSS growth from second 10 to the end of the Predict window < 10%
 #     (VmRSS sampled every second);
-#   - open fds and threads back to their baseline (+-2) once the load stopped
+#   - open fds back to their baseline (+-2) and threads to at most baseline
+#     + 4 (gRPC's executor keeps a few threads; see below) once the load stopped
 #     (after at most SOAK_SETTLE seconds, default 15).
 # The bench client runs its health-Check phase first and then its Predict
 # phase, SOAK_SECONDS each; the Train loops run through both, so the run
@@ -17,6 +18,7 @@ source "$(dirname "$0")/../tests/fault/lib.sh" "${1:-build}"
 SOAK=${SOAK_SECONDS:-60}
 MIN_QPS=${SOAK_MIN_QPS:-1000}
 SETTLE=${SOAK_SETTLE:-15}
+THREAD_SLACK=4
 N=10
 t_start=$SECONDS
 
@@ -119,7 +121,7 @@ health_err=$(jq .health.errors "$WORK/bench.json")
 for ((w = 0; w < SETTLE * 10; w++)); do
   end_fd=$(fd_count)
   end_thr=$(status_field Threads)
-  ((end_fd <= base_fd + 2 && end_fd >= base_fd - 2 && end_thr <= base_thr + 2 &&
+  ((end_fd <= base_fd + 2 && end_fd >= base_fd - 2 && end_thr <= base_thr + THREAD_SLACK &&
     end_thr >= base_thr - 2)) && break
   sleep 0.1
 done
@@ -133,7 +135,12 @@ awk -v q="$pred_qps" -v m="$MIN_QPS" 'BEGIN { exit !(q >= m) }' ||
   failures+=("Predict $pred_qps calls/s < $MIN_QPS")
 awk -v g="$growth" 'BEGIN { exit !(g < 10) }' || failures+=("RSS grew $growth% (>= 10%)")
 ((end_fd <= base_fd + 2 && end_fd >= base_fd - 2)) || failures+=("fds $end_fd vs baseline $base_fd")
-((end_thr <= base_thr + 2 && end_thr >= base_thr - 2)) || failures+=("threads $end_thr vs baseline $base_thr")
+# Threads get +4: gRPC 1.51 keeps the few extra executor threads that the
+# heavier soak load made it start (seen: +2 and +3 after 10 Train streams),
+# and never reaps them. A leak per call would show as hundreds here: each
+# soak makes ~1,000 or more Train calls, each with its own worker thread.
+((end_thr <= base_thr + THREAD_SLACK && end_thr >= base_thr - 2)) ||
+  failures+=("threads $end_thr vs baseline $base_thr (+$THREAD_SLACK allowed)")
 
 {
   echo "soak: ${SOAK}s Predict window (bench --concurrency 4 --batch 1), $N Train loops"
