@@ -4,6 +4,7 @@
 // cancel trainings (each model keeps its last completed epoch, already on
 // disk), let in-flight calls finish, exit 0.
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -185,8 +186,18 @@ int main(int argc, char** argv) {
   std::cout << "listening on " << host << ":" << (*server)->port()
             << std::endl;  // endl flushes: clients wait for this line
 
+  // poll with a timeout rather than one blocking read: under ThreadSanitizer
+  // a signal that arrives while this thread sits in read() is deferred until
+  // the thread next enters the runtime, and SA_RESTART would restart the read
+  // forever. Waking every 200 ms gives the runtime that chance; outside TSan
+  // the handler has already written the byte and poll returns at once.
   unsigned char signal_number = 0;
-  while (read(g_stop_pipe[0], &signal_number, 1) < 0 && errno == EINTR) {
+  for (;;) {
+    pollfd wait_for = {g_stop_pipe[0], POLLIN, 0};
+    if (poll(&wait_for, 1, 200) > 0 &&
+        read(g_stop_pipe[0], &signal_number, 1) == 1) {
+      break;
+    }
   }
   std::cerr << "backprop-server: signal " << int{signal_number}
             << ", shutting down" << std::endl;

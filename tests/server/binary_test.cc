@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -255,6 +256,9 @@ TEST(ServerBinaryTest, SigtermDuringTrainingCancelsAndExitsZero) {
   grpc::ClientContext cctx;
   ASSERT_TRUE(stub->CreateModel(&cctx, create, &created).ok());
   grpc::ClientContext ctx;
+  // A server that ignores SIGTERM would otherwise keep this test reading
+  // for the whole 100,000 epochs; one minute is far more than a clean stop.
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto r = stub->Train(&ctx, LongTrain("long", 100000));
   v1::TrainEvent ev;
   ASSERT_TRUE(r->Read(&ev));
