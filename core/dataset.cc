@@ -11,6 +11,26 @@
 
 namespace backprop {
 
+const arma::fmat& FloatInputsCache::Get(const arma::mat& inputs) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (data_ == nullptr || data_->n_rows != inputs.n_rows ||
+      data_->n_cols != inputs.n_cols) {
+    data_ = std::make_shared<const arma::fmat>(
+        arma::conv_to<arma::fmat>::from(inputs));
+  }
+  return *data_;
+}
+
+bool FloatInputsCache::filled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return data_ != nullptr;
+}
+
+void FloatInputsCache::Reset() {
+  std::lock_guard<std::mutex> lock(mu_);
+  data_.reset();
+}
+
 uint32_t Dataset::output_size() const {
   return has_labels() ? class_count : static_cast<uint32_t>(targets.n_rows);
 }

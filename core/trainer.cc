@@ -37,7 +37,7 @@ double SecondsSince(Clock::time_point t0) {
 }
 
 // The dataset's inputs in element type T: the dataset's own memory for
-// double, one converted copy for float (made once per call).
+// double, its shared float copy for float (converted on first use only).
 template <typename T>
 class InputsAs {
  public:
@@ -45,15 +45,13 @@ class InputsAs {
     if constexpr (std::is_same_v<T, double>) {
       data_ = d.inputs.memptr();
     } else {
-      owned_ = arma::conv_to<arma::Mat<T>>::from(d.inputs);
-      data_ = owned_.memptr();
+      data_ = d.float_inputs.Get(d.inputs).memptr();
     }
   }
   const T* col(uint64_t j, arma::uword rows) const { return data_ + j * rows; }
 
  private:
   const T* data_ = nullptr;
-  arma::Mat<T> owned_;
 };
 
 // Writes example i's target (one-hot label or target vector) into y (n_L).

@@ -178,6 +178,42 @@ TEST(TrainTest, FloatTrainingTracksDoubleTraining) {
   }
 }
 
+TEST(TrainTest, FloatInputsAreConvertedOnceAndGiveTheSameWeights) {
+  // Float32 training reads a float copy of the inputs that the dataset keeps
+  // after the first call. The cached copy must train exactly like a fresh
+  // conversion, and a copy of the dataset must start without it.
+  ModelSpec spec = MakeSpec({6, 5, 3}, Activation::kSigmoid,
+                            Activation::kSoftmax, Cost::kCrossEntropy, 21);
+  spec.dtype = DType::kFloat32;
+  Dataset data = RandomData(6, 3, 37, true, 9);
+  TrainOptions o;
+  o.epochs = 2;
+  o.mini_batch_size = 5;
+  o.eta = 0.4;
+  o.shuffle_seed = 77;
+  ASSERT_FALSE(data.float_inputs.filled());
+  Network<float> first = Network<float>::Create(spec).value();
+  Network<float> second = first;
+  ASSERT_TRUE(Train<float>(first, data, nullptr, o, {}, nullptr).ok());
+  ASSERT_TRUE(data.float_inputs.filled());
+  const float* cached = data.float_inputs.Get(data.inputs).memptr();
+  ASSERT_TRUE(Train<float>(second, data, nullptr, o, {}, nullptr).ok());
+  EXPECT_EQ(data.float_inputs.Get(data.inputs).memptr(), cached)
+      << "the second call converted the inputs again";
+  EXPECT_TRUE(BitwiseEqual(first, second));
+
+  // A copy whose inputs change must not train on the old values.
+  Dataset edited = data;
+  EXPECT_FALSE(edited.float_inputs.filled());
+  edited.inputs *= 2.0;
+  Network<float> on_edited = Network<float>::Create(spec).value();
+  ASSERT_TRUE(Train<float>(on_edited, edited, nullptr, o, {}, nullptr).ok());
+  EXPECT_FALSE(BitwiseEqual(first, on_edited));
+  EXPECT_TRUE(arma::approx_equal(edited.float_inputs.Get(edited.inputs),
+                                 arma::conv_to<arma::fmat>::from(edited.inputs),
+                                 "absdiff", 0.0f));
+}
+
 TEST(TrainTest, SameSeedsGiveBitwiseEqualWeights) {
   const ModelSpec spec = MakeSpec({5, 7, 3}, Activation::kRelu,
                                   Activation::kSoftmax, Cost::kCrossEntropy, 3);
