@@ -234,9 +234,8 @@ absl::StatusOr<arma::Mat<T>> ExamplesFromProto(absl::string_view field,
   if (m.rows() > max_rows) {
     return absl::ResourceExhaustedError(
         absl::StrCat(field, " have ", m.rows(),
-                     " rows; this server accepts at "
-                     "most ",
-                     max_rows, " per call: split the batch"));
+                     " rows; this server accepts at most ", max_rows,
+                     " per call (--max_rows_per_call): split the batch"));
   }
   arma::Mat<T> a(m.cols(), m.rows());
   CopyValues<T>(m, a.memptr());
@@ -428,8 +427,27 @@ void TimeToProto(absl::Time t, google::protobuf::Timestamp* p) {
   p->set_nanos(static_cast<int32_t>(r));
 }
 
+absl::Status CheckSpecSize(const v1::ModelSpec& p, uint32_t max_layers,
+                           uint32_t max_width) {
+  if (static_cast<uint64_t>(p.layer_sizes_size()) > max_layers) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "spec.layer_sizes has ", p.layer_sizes_size(),
+        " entries; this server allows at most ", max_layers,
+        " layers, input and output included (--max_layers)"));
+  }
+  for (int i = 0; i < p.layer_sizes_size(); ++i) {
+    if (p.layer_sizes(i) > max_width) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "spec.layer_sizes[", i, "] = ", p.layer_sizes(i),
+          "; this server allows layers of at most ", max_width,
+          " neurons (--max_layer_width)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<DatasetBuilder> DatasetBuilder::Create(
-    const v1::DatasetHeader& h, uint64_t max_bytes) {
+    const v1::DatasetHeader& h, const UploadLimits& limits) {
   if (h.feature_count() < 1) {
     return absl::InvalidArgumentError(
         "header.feature_count must be at least 1");
@@ -439,16 +457,42 @@ absl::StatusOr<DatasetBuilder> DatasetBuilder::Create(
         "header must set exactly one of class_count (labels) and target_size "
         "(target_values) to at least 1");
   }
+  // Two 32-bit widths times 8 cannot overflow 64 bits.
+  const uint64_t per_example =
+      uint64_t{h.feature_count()} * 8 +
+      (h.class_count() >= 1 ? 4 : uint64_t{h.target_size()} * 8);
+  if (per_example > limits.max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "one example of this header (feature_count ", h.feature_count(),
+        h.class_count() >= 1 ? "" : absl::StrCat(", target_size ",
+                                                 h.target_size()),
+        ") takes ", per_example,
+        " bytes, more than this server's dataset limit of ",
+        limits.max_bytes, " bytes (--max_dataset_mb)"));
+  }
   DatasetBuilder b;
   b.features_ = h.feature_count();
   b.class_count_ = h.class_count();
   b.target_size_ = h.target_size();
-  b.max_bytes_ = max_bytes;
+  b.max_bytes_ = limits.max_bytes;
+  b.max_chunk_bytes_ = limits.max_chunk_bytes;
+  b.max_chunks_ = limits.max_chunks;
   return b;
 }
 
 absl::Status DatasetBuilder::Append(const v1::Examples& chunk) {
   const std::string field = absl::StrCat("chunk ", chunks_ + 1);
+  if (chunks_ >= max_chunks_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        field, ": an upload may have at most ", max_chunks_,
+        " chunks (--max_upload_chunks); send fewer, bigger chunks"));
+  }
+  if (const uint64_t size = chunk.ByteSizeLong(); size > max_chunk_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        field, " is ", size, " bytes; this server accepts chunks of at most ",
+        max_chunk_bytes_, " bytes (--max_upload_chunk_kb): send fewer rows "
+        "per chunk"));
+  }
   const std::string in_field = absl::StrCat(field, " inputs");
   if (absl::Status s = ValidateMatrix(in_field, chunk.inputs()); !s.ok()) {
     return s;
@@ -467,9 +511,10 @@ absl::Status DatasetBuilder::Append(const v1::Examples& chunk) {
   uint64_t add = 0;
   if (!CheckedProduct(rows, per_row, &add) || add > max_bytes_ ||
       bytes_ + add > max_bytes_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the data set would exceed this server's limit of ",
-                     max_bytes_ >> 20, " MiB (--max_dataset_mb) at ", field));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the data set would exceed this server's limit of ", max_bytes_,
+        " bytes (--max_dataset_mb) at ", field, " (", rows, " rows of ",
+        per_row, " bytes after ", bytes_, " bytes); nothing is kept"));
   }
   if (class_count_ > 0) {
     if (!chunk.has_labels()) {

@@ -100,18 +100,41 @@ void ProgressToProto(const BatchProgress& b, v1::BatchProgress* p);
 
 void TimeToProto(absl::Time t, google::protobuf::Timestamp* p);
 
+// kResourceExhausted unless p has at most max_layers layer sizes, each at
+// most max_width. Runs before SpecFromProto copies the sizes, so that nothing
+// sized by a hostile spec is allocated; the message names the flag.
+absl::Status CheckSpecSize(const v1::ModelSpec& p, uint32_t max_layers,
+                           uint32_t max_width);
+
+// What one upload may hold (server/limits.h has the shipped values).
+struct UploadLimits {
+  // Values held: 8 bytes per input or target value, 4 per label.
+  uint64_t max_bytes = 0;
+  // Serialized size of one chunk (the Examples message).
+  uint64_t max_chunk_bytes = UINT64_MAX;
+  uint64_t max_chunks = UINT64_MAX;
+};
+
 // Accumulates UploadDataset chunks. Inputs are appended example by example,
 // which is the column-major features x n layout of Dataset::inputs.
 class DatasetBuilder {
  public:
-  // Validates the header (kInvalidArgument); max_bytes bounds the values
-  // held (8 bytes per input or target value, 4 per label).
+  // Validates the header (kInvalidArgument). kResourceExhausted when a
+  // single example of the header's widths is already over max_bytes.
+  // Allocates nothing.
   static absl::StatusOr<DatasetBuilder> Create(const v1::DatasetHeader& h,
-                                               uint64_t max_bytes);
+                                               const UploadLimits& limits);
+  static absl::StatusOr<DatasetBuilder> Create(const v1::DatasetHeader& h,
+                                               uint64_t max_bytes) {
+    UploadLimits l;
+    l.max_bytes = max_bytes;
+    return Create(h, l);
+  }
 
   // kInvalidArgument when the chunk does not match the header;
-  // kResourceExhausted when it would take the data set over max_bytes.
-  // Nothing is appended on failure.
+  // kResourceExhausted when it is bigger than max_chunk_bytes, is chunk
+  // max_chunks + 1, or would take the data set over max_bytes (all checked
+  // before anything is appended). Nothing is appended on failure.
   absl::Status Append(const v1::Examples& chunk);
 
   uint64_t example_count() const { return n_; }
@@ -124,6 +147,8 @@ class DatasetBuilder {
   uint32_t class_count_ = 0;
   uint32_t target_size_ = 0;
   uint64_t max_bytes_ = 0;
+  uint64_t max_chunk_bytes_ = 0;
+  uint64_t max_chunks_ = 0;
   uint64_t bytes_ = 0;
   uint64_t n_ = 0;
   uint64_t chunks_ = 0;

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -19,8 +20,10 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 #include "core/readers.h"
+#include "server/limits.h"
 #include "server/server.h"
 #include <fcntl.h>
 
@@ -31,26 +34,82 @@ ABSL_FLAG(std::string, model_dir, "./backprop-data/models",
           "Folder of the model files (<id>.model); created if missing.");
 ABSL_FLAG(std::string, data_dir, "./backprop-data/datasets",
           "Folder of uploaded datasets (<id>.dataset); created if missing.");
+// Limits: defaults from server/limits.h (RELIABILITY.md §3). Each help text
+// says what going over the limit returns.
+namespace lim = backprop::server::limits;
 ABSL_FLAG(int, max_concurrent_trainings,
-          static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
-          "Train calls running at once (default: number of cores); one more "
+          lim::DefaultMaxConcurrentTrainings(),
+          "Train calls running at once (default: min(4, cores)); one more "
           "gets RESOURCE_EXHAUSTED at once.");
-ABSL_FLAG(int, max_receive_message_mb, 64,
-          "Largest request message in MiB (1..2047). Uploads come in chunks "
-          "that must each fit.");
-ABSL_FLAG(int, max_send_message_mb, 256,
-          "Largest response message in MiB (1..2047).");
-ABSL_FLAG(uint64_t, max_parameters, 10'000'000,
-          "Most weights + biases per model; bigger specs get "
+ABSL_FLAG(int, max_receive_message_mb, lim::kMaxReceiveMessageBytes >> 20,
+          "Largest request message in MiB (1..2047); a bigger one gets "
+          "RESOURCE_EXHAUSTED from gRPC. Uploads come in chunks that must "
+          "each fit.");
+ABSL_FLAG(int, max_send_message_mb, lim::kMaxSendMessageBytes >> 20,
+          "Largest response message in MiB (1..2047); holds the weights of a "
+          "model at --max_parameters. A bigger response fails "
           "RESOURCE_EXHAUSTED.");
-ABSL_FLAG(uint64_t, max_dataset_mb, 1024,
+ABSL_FLAG(uint64_t, max_parameters, lim::kMaxParameters,
+          "Most weights + biases per model; bigger specs get "
+          "RESOURCE_EXHAUSTED before anything is allocated.");
+ABSL_FLAG(uint32_t, max_layers, lim::kMaxLayers,
+          "Most entries of layer_sizes (input and output included); more get "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint32_t, max_layer_width, lim::kMaxLayerWidth,
+          "Most neurons in one layer; a wider layer gets RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_dataset_mb, lim::kMaxDatasetBytes >> 20,
           "Most MiB per uploaded dataset (8 bytes per input or target value, "
-          "4 per label).");
-ABSL_FLAG(uint64_t, max_models, 1000, "Most models held at once.");
-ABSL_FLAG(uint64_t, max_datasets, 1000, "Most datasets held at once.");
-ABSL_FLAG(uint64_t, max_rows_per_call, 100'000,
+          "4 per label); the chunk that goes over gets RESOURCE_EXHAUSTED "
+          "and nothing is kept.");
+ABSL_FLAG(uint64_t, max_upload_chunk_kb, lim::kMaxUploadChunkBytes >> 10,
+          "Most KiB per upload chunk (serialized Examples); a bigger chunk "
+          "gets RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_upload_chunks, lim::kMaxUploadChunks,
+          "Most chunks per upload; the next one gets RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_concurrent_uploads, lim::kMaxConcurrentUploads,
+          "UploadDataset calls in progress at once; one more gets "
+          "RESOURCE_EXHAUSTED at once.");
+ABSL_FLAG(uint64_t, max_models, lim::kMaxModels,
+          "Most models held at once; one more CreateModel gets "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_datasets, lim::kMaxDatasets,
+          "Most datasets held at once; one more upload gets "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_rows_per_call, lim::kMaxRowsPerCall,
           "Most example rows per Predict / GetGradients call and per inline "
-          "Train data.");
+          "Train data; more get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, predict_budget, lim::kPredictBudget,
+          "Longest a Predict may compute (or the call's deadline if sooner); "
+          "past it the call ends DEADLINE_EXCEEDED.");
+ABSL_FLAG(absl::Duration, max_train_time, lim::kMaxTrainTime,
+          "Longest wall time of one Train call; past it training stops, the "
+          "model keeps its last completed epoch and the stream ends "
+          "DEADLINE_EXCEEDED.");
+ABSL_FLAG(int, max_concurrent_streams, lim::kMaxConcurrentStreams,
+          "Calls in flight per connection (HTTP/2 MAX_CONCURRENT_STREAMS); "
+          "clients queue the rest.");
+ABSL_FLAG(int, max_metadata_kb, lim::kMaxMetadataBytes >> 10,
+          "Most KiB of request metadata (headers); a call with more is "
+          "refused.");
+ABSL_FLAG(absl::Duration, handshake_timeout, lim::kHandshakeTimeout,
+          "A connection that has not finished its TLS/HTTP2 handshake by then "
+          "is closed.");
+ABSL_FLAG(absl::Duration, keepalive_time, lim::kKeepaliveTime,
+          "The server pings a connection after this long without activity, "
+          "to notice a dead client (e.g. one holding a Train stream).");
+ABSL_FLAG(absl::Duration, keepalive_timeout, lim::kKeepaliveTimeout,
+          "A keepalive ping not answered within this closes the connection "
+          "and cancels its calls.");
+ABSL_FLAG(absl::Duration, min_ping_interval, lim::kMinPingInterval,
+          "Clients may ping this often, also without calls; a ping sooner is "
+          "a strike.");
+ABSL_FLAG(int, max_ping_strikes, lim::kMaxPingStrikes,
+          "After more strikes than this the server sends GOAWAY "
+          "ENHANCE_YOUR_CALM (too_many_pings) and closes the connection.");
+ABSL_FLAG(absl::Duration, max_connection_idle, lim::kMaxConnectionIdle,
+          "A connection without calls for this long is closed.");
+ABSL_FLAG(int64_t, resource_quota_mb, lim::kResourceQuotaBytes >> 20,
+          "MiB gRPC may use for transport buffers (grpc::ResourceQuota).");
 ABSL_FLAG(bool, preload_fashion_mnist, false,
           "Register Debian's Fashion-MNIST (package dataset-fashion-mnist) as "
           "read-only in-memory datasets 'fashion-mnist-train' (60,000) and "
@@ -130,6 +189,41 @@ int main(int argc, char** argv) {
     std::cerr << "--max_dataset_mb must be in 1..2^40\n";
     return 2;
   }
+  const uint64_t chunk_kb = absl::GetFlag(FLAGS_max_upload_chunk_kb);
+  if (chunk_kb < 1 || chunk_kb > (uint64_t{1} << 40)) {
+    std::cerr << "--max_upload_chunk_kb must be in 1..2^40\n";
+    return 2;
+  }
+  const int metadata_kb = absl::GetFlag(FLAGS_max_metadata_kb);
+  const int64_t quota_mb = absl::GetFlag(FLAGS_resource_quota_mb);
+  if (metadata_kb < 1 || metadata_kb > (1 << 20) || quota_mb < 1 ||
+      quota_mb > (int64_t{1} << 40)) {
+    std::cerr << "--max_metadata_kb must be in 1..2^20 and "
+                 "--resource_quota_mb in 1..2^40\n";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_max_concurrent_uploads) < 1 ||
+      absl::GetFlag(FLAGS_max_concurrent_streams) < 1 ||
+      absl::GetFlag(FLAGS_max_ping_strikes) < 0) {
+    std::cerr << "--max_concurrent_uploads and --max_concurrent_streams "
+                 "must be at least 1, --max_ping_strikes at least 0\n";
+    return 2;
+  }
+  for (const auto& [name, d] :
+       {std::pair<const char*, absl::Duration>{
+            "predict_budget", absl::GetFlag(FLAGS_predict_budget)},
+        {"max_train_time", absl::GetFlag(FLAGS_max_train_time)},
+        {"handshake_timeout", absl::GetFlag(FLAGS_handshake_timeout)},
+        {"keepalive_time", absl::GetFlag(FLAGS_keepalive_time)},
+        {"keepalive_timeout", absl::GetFlag(FLAGS_keepalive_timeout)},
+        {"min_ping_interval", absl::GetFlag(FLAGS_min_ping_interval)},
+        {"max_connection_idle", absl::GetFlag(FLAGS_max_connection_idle)}}) {
+    if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+      std::cerr << "--" << name << " must be a positive, finite duration "
+                   "such as 500ms, 10s, 30m or 24h\n";
+      return 2;
+    }
+  }
 
   backprop::server::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -141,12 +235,29 @@ int main(int argc, char** argv) {
   options.service.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.service.max_concurrent_trainings = trainings;
   options.service.max_parameters = absl::GetFlag(FLAGS_max_parameters);
+  options.service.max_layers = absl::GetFlag(FLAGS_max_layers);
+  options.service.max_layer_width = absl::GetFlag(FLAGS_max_layer_width);
   options.service.max_dataset_bytes = dataset_mb << 20;
+  options.service.max_upload_chunk_bytes = chunk_kb << 10;
+  options.service.max_upload_chunks = absl::GetFlag(FLAGS_max_upload_chunks);
+  options.service.max_concurrent_uploads =
+      absl::GetFlag(FLAGS_max_concurrent_uploads);
   options.service.max_models = absl::GetFlag(FLAGS_max_models);
   options.service.max_datasets = absl::GetFlag(FLAGS_max_datasets);
   options.service.max_rows_per_call = absl::GetFlag(FLAGS_max_rows_per_call);
+  options.service.predict_budget = absl::GetFlag(FLAGS_predict_budget);
+  options.service.max_train_time = absl::GetFlag(FLAGS_max_train_time);
   options.max_receive_message_bytes = recv_mb << 20;
   options.max_send_message_bytes = send_mb << 20;
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.max_metadata_bytes = metadata_kb << 10;
+  options.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+  options.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  options.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  options.min_ping_interval = absl::GetFlag(FLAGS_min_ping_interval);
+  options.max_ping_strikes = absl::GetFlag(FLAGS_max_ping_strikes);
+  options.max_connection_idle = absl::GetFlag(FLAGS_max_connection_idle);
+  options.resource_quota_bytes = quota_mb << 20;
   options.reflection = absl::GetFlag(FLAGS_reflection);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);

@@ -222,7 +222,8 @@ absl::StatusOr<std::shared_ptr<ModelEntry>> ModelRegistry::Create(
     if (models_.size() >= max_models_) {
       return absl::ResourceExhaustedError(
           absl::StrCat("this server already holds ", models_.size(),
-                       " models, its limit; delete one first"));
+                       " models, its limit (--max_models); delete one "
+                       "first"));
     }
   }
   auto entry = std::make_shared<ModelEntry>(id, state->update_time, state);
@@ -362,7 +363,8 @@ absl::Status DatasetStore::Add(std::shared_ptr<const StoredDataset> d) {
     if (datasets_.size() >= max_datasets_) {
       return absl::ResourceExhaustedError(
           absl::StrCat("this server already holds ", datasets_.size(),
-                       " datasets, its limit; delete one first"));
+                       " datasets, its limit (--max_datasets); delete one "
+                       "first"));
     }
   }
   if (!d->read_only && !dir_.empty()) {

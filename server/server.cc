@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -13,6 +15,7 @@
 #include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 
 #include "server/tls.h"
 #include <fcntl.h>
@@ -34,7 +37,28 @@ absl::Status MakeDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+int Milliseconds(absl::Duration d) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(d), 0,
+                                               INT_MAX));
+}
+
 }  // namespace
+
+std::vector<std::pair<std::string, int>> TransportChannelArgs(
+    const ServerOptions& o) {
+  return {
+      {GRPC_ARG_MAX_CONCURRENT_STREAMS, o.max_concurrent_streams},
+      {GRPC_ARG_MAX_METADATA_SIZE, o.max_metadata_bytes},
+      {GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, Milliseconds(o.handshake_timeout)},
+      {GRPC_ARG_KEEPALIVE_TIME_MS, Milliseconds(o.keepalive_time)},
+      {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Milliseconds(o.keepalive_timeout)},
+      {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1},
+      {GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+       Milliseconds(o.min_ping_interval)},
+      {GRPC_ARG_HTTP2_MAX_PING_STRIKES, o.max_ping_strikes},
+      {GRPC_ARG_MAX_CONNECTION_IDLE_MS, Milliseconds(o.max_connection_idle)},
+  };
+}
 
 absl::StatusOr<std::unique_ptr<BackpropServer>> BackpropServer::Start(
     const ServerOptions& options,
@@ -113,15 +137,21 @@ absl::StatusOr<std::unique_ptr<BackpropServer>> BackpropServer::Start(
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   // Transport hardening, RELIABILITY.md §3.
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 100);
-  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 16 << 10);
-  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10'000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(
-      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 30'000);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 1'800'000);
+  for (const auto& [name, value] : TransportChannelArgs(options)) {
+    builder.AddChannelArgument(name, value);
+  }
+  // Identity only (RELIABILITY.md §3): nothing here shows that gRPC 1.51
+  // stops inflating a message once it passes the receive limit, so a small
+  // gzip bomb could cost its inflated size. With gzip and deflate disabled,
+  // a compressed call is refused from its headers (UNIMPLEMENTED), before
+  // any message is read. Set through the builder, not as a channel
+  // argument: BuildAndStart overwrites
+  // GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET with its own bitset.
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_DEFLATE, false);
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_GZIP, false);
+  grpc::ResourceQuota quota("backprop-server");
+  quota.Resize(static_cast<size_t>(options.resource_quota_bytes));
+  builder.SetResourceQuota(quota);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr ||
       (!options.listen.empty() && server->port_ == 0)) {

@@ -7,12 +7,15 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include <grpcpp/grpcpp.h>
 
 #include "server/auth.h"
+#include "server/limits.h"
 #include "server/service.h"
 
 namespace backprop::server {
@@ -22,8 +25,20 @@ struct ServerOptions {
   // InProcessChannel() (tests).
   std::string listen = "127.0.0.1:50051";
   ServiceOptions service;
-  int max_receive_message_bytes = 64 << 20;
-  int max_send_message_bytes = 256 << 20;
+  // Transport limits; defaults are RELIABILITY.md §3 (limits.h). Compression
+  // is always identity only: a compressed request is refused before it is
+  // inflated.
+  int max_receive_message_bytes = limits::kMaxReceiveMessageBytes;
+  int max_send_message_bytes = limits::kMaxSendMessageBytes;
+  int max_concurrent_streams = limits::kMaxConcurrentStreams;  // per connection
+  int max_metadata_bytes = limits::kMaxMetadataBytes;
+  absl::Duration handshake_timeout = limits::kHandshakeTimeout;
+  absl::Duration keepalive_time = limits::kKeepaliveTime;
+  absl::Duration keepalive_timeout = limits::kKeepaliveTimeout;
+  absl::Duration min_ping_interval = limits::kMinPingInterval;
+  int max_ping_strikes = limits::kMaxPingStrikes;
+  absl::Duration max_connection_idle = limits::kMaxConnectionIdle;
+  int64_t resource_quota_bytes = limits::kResourceQuotaBytes;
   bool reflection = true;
   // Non-empty: register Fashion-MNIST from this folder when its files are
   // there (a missing folder is reported, not fatal).
@@ -39,6 +54,11 @@ struct ServerOptions {
   // listed in this file (auth.h); health stays open.
   std::string auth_tokens_file;
 };
+
+// The integer channel arguments Start() gives the ServerBuilder for the
+// transport settings of `options` (names are GRPC_ARG_*), in order.
+std::vector<std::pair<std::string, int>> TransportChannelArgs(
+    const ServerOptions& options);
 
 class BackpropServer {
  public:

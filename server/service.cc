@@ -171,7 +171,35 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
  private:
   void Run() {
     LowerTrainingPriority();
+    // The server-side cap on a Train call's wall time (--max_train_time):
+    // cancels the training like a client cancel would.
+    std::thread watchdog([this] {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!cv_.wait_for(
+              lock,
+              absl::ToChronoMilliseconds(service_->options_.max_train_time),
+              [this] { return cancelled_ || ran_; })) {
+        timed_out_ = true;
+        cancelled_ = true;
+        cancel_.store(true);
+        cv_.notify_all();
+      }
+    });
     absl::Status status = Guarded([this] { return Execute(); });
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ran_ = true;
+      cv_.notify_all();
+    }
+    watchdog.join();
+    if (timed_out_ && status.code() == absl::StatusCode::kCancelled) {
+      status = absl::DeadlineExceededError(absl::StrCat(
+          "training of model '", job_.entry->id(), "' reached this server's "
+          "time limit of ", absl::FormatDuration(
+              service_->options_.max_train_time),
+          " per Train call (--max_train_time); it keeps its last completed "
+          "epoch. Train again to continue"));
+    }
     // Give the model and the slot back before the client sees the end of
     // the stream, so that it may start the next Train right away.
     job_.entry->EndTraining();
@@ -316,6 +344,8 @@ class TrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
   bool write_in_flight_ = false;
   bool epoch_in_flight_ = false;
   bool finish_called_ = false;
+  bool ran_ = false;        // Execute returned (stops the watchdog)
+  bool timed_out_ = false;  // the watchdog cancelled: max_train_time
   std::deque<v1::TrainEvent> pending_epochs_;
   std::optional<v1::TrainEvent> pending_progress_;
   v1::TrainEvent in_flight_;  // owned by the write in flight
@@ -328,6 +358,11 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
   UploadReactor(BackpropService* service, grpc::CallbackServerContext* ctx,
                 v1::Dataset* response)
       : service_(service), ctx_(ctx), response_(response) {
+    if (absl::Status s = service_->ReserveUploadSlot(); !s.ok()) {
+      Finish(ToGrpcStatus(s));  // before reading a single message
+      return;
+    }
+    holds_slot_ = true;
     StartRead(&request_);
   }
 
@@ -338,19 +373,34 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
         StartRead(&request_);
       } else {
         builder_.reset();  // discard the partial data now
-        Finish(ToGrpcStatus(s));
+        End(s);
       }
       return;
     }
     // The client half-closed (or the call died): commit or give up.
     absl::Status s = Guarded([this] { return Commit(); });
     builder_.reset();
+    End(s);
+  }
+
+  void OnDone() override {
+    ReleaseSlot();  // only if the call ended without End
+    delete this;
+  }
+
+ private:
+  // Gives the slot back BEFORE the client can see the status, so that it
+  // may start its next upload at once.
+  void End(const absl::Status& s) {
+    ReleaseSlot();
     Finish(ToGrpcStatus(s));
   }
 
-  void OnDone() override { delete this; }
+  void ReleaseSlot() {
+    if (holds_slot_) service_->ReleaseUploadSlot();
+    holds_slot_ = false;
+  }
 
- private:
   absl::Status HandleMessage() {
     switch (request_.part_case()) {
       case v1::UploadDatasetRequest::kHeader: {
@@ -375,8 +425,11 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
                              "' already exists; pick another id or delete it"));
           }
         }
-        absl::StatusOr<DatasetBuilder> b =
-            DatasetBuilder::Create(h, service_->options_.max_dataset_bytes);
+        UploadLimits limits;
+        limits.max_bytes = service_->options_.max_dataset_bytes;
+        limits.max_chunk_bytes = service_->options_.max_upload_chunk_bytes;
+        limits.max_chunks = service_->options_.max_upload_chunks;
+        absl::StatusOr<DatasetBuilder> b = DatasetBuilder::Create(h, limits);
         if (!b.ok()) return b.status();
         builder_.emplace(*std::move(b));
         description_ = h.description();
@@ -426,6 +479,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
   std::optional<DatasetBuilder> builder_;
   std::string id_;
   std::string description_;
+  bool holds_slot_ = false;  // one of max_concurrent_uploads
 };
 
 BackpropService::BackpropService(ServiceOptions options)
@@ -486,6 +540,20 @@ absl::Status BackpropService::ReserveTrainingSlot() {
   return absl::OkStatus();
 }
 
+absl::Status BackpropService::ReserveUploadSlot() {
+  int n = active_uploads_.load();
+  do {
+    if (n >= options_.max_concurrent_uploads) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          n, " uploads are in progress, this server's limit "
+          "(--max_concurrent_uploads); retry when one ends"));
+    }
+  } while (!active_uploads_.compare_exchange_weak(n, n + 1));
+  return absl::OkStatus();
+}
+
+void BackpropService::ReleaseUploadSlot() { active_uploads_.fetch_sub(1); }
+
 void BackpropService::AttachTraining(TrainReactor* r) {
   std::lock_guard<std::mutex> lock(train_mu_);
   trainings_.insert(r);
@@ -519,9 +587,19 @@ absl::Status BackpropService::DoCreateModel(const v1::CreateModelRequest& req,
     return absl::InvalidArgumentError(
         "spec is missing; give at least layer_sizes, e.g. [784, 30, 10]");
   }
+  if (absl::Status s = CheckSpecSize(req.spec(), options_.max_layers,
+                                     options_.max_layer_width);
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<ModelSpec> spec = SpecFromProto(req.spec());
   if (!spec.ok()) return spec.status();
   if (absl::Status s = ValidateSpec(*spec, options_.max_parameters); !s.ok()) {
+    if (s.code() == absl::StatusCode::kResourceExhausted) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(s.message(), " (--max_parameters); use fewer or "
+                                    "narrower layers"));
+    }
     return s;
   }
   absl::StatusOr<AnyNetwork> net =
@@ -754,11 +832,64 @@ grpc::ServerWriteReactor<v1::TrainEvent>* BackpropService::Train(
 grpc::ServerUnaryReactor* BackpropService::Predict(
     grpc::CallbackServerContext* ctx, const v1::PredictRequest* req,
     v1::PredictResponse* resp) {
-  return Unary(ctx, [&] { return DoPredict(*req, resp); });
+  return Unary(ctx, [&] { return DoPredict(*req, resp, ctx); });
 }
 
+namespace {
+
+// A batch of up to this many rows is one Feedforward call; a bigger one is
+// split into near-equal parts of at most this many rows, and the time budget
+// is checked between parts.
+constexpr arma::uword kPredictPartRows = 1024;
+
+// Feedforward of x (features x examples) in parts, giving up between parts
+// once `budget_end` has passed (kDeadlineExceeded) or `cancelled()`.
+template <typename NetT, typename MatT>
+absl::StatusOr<MatT> FeedforwardWithin(const NetT& net, const MatT& x,
+                                       absl::Time start, absl::Time budget_end,
+                                       absl::Duration budget,
+                                       const std::function<bool()>& cancelled) {
+  const arma::uword n = x.n_cols;
+  if (n <= kPredictPartRows) return net.Feedforward(x);
+  const arma::uword parts = (n + kPredictPartRows - 1) / kPredictPartRows;
+  MatT out;
+  arma::uword done = 0;
+  for (arma::uword p = 0; p < parts; ++p) {
+    const absl::Time now = absl::Now();
+    if (now > budget_end) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "Predict stopped after ", done, " of ", n, " rows and ",
+          absl::FormatDuration(now - start), ": this server gives a Predict "
+          "at most ", absl::FormatDuration(budget),
+          " (--predict_budget) or the call's deadline if sooner; send fewer "
+          "rows per call"));
+    }
+    if (cancelled()) {
+      return absl::CancelledError("the Predict call was cancelled");
+    }
+    const arma::uword end = n * (p + 1) / parts;
+    absl::StatusOr<MatT> a = net.Feedforward(MatT(x.cols(done, end - 1)));
+    if (!a.ok()) return a.status();
+    if (out.n_elem == 0) out.set_size(a->n_rows, n);
+    out.cols(done, end - 1) = *a;
+    done = end;
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::Status BackpropService::DoPredict(const v1::PredictRequest& req,
-                                        v1::PredictResponse* resp) {
+                                        v1::PredictResponse* resp,
+                                        grpc::CallbackServerContext* ctx) {
+  const absl::Time start = absl::Now();
+  absl::Time budget_end = start + options_.predict_budget;
+  if (ctx != nullptr) {
+    budget_end = std::min(budget_end, absl::FromChrono(ctx->deadline()));
+  }
+  const std::function<bool()> cancelled = [ctx] {
+    return ctx != nullptr && ctx->IsCancelled();
+  };
   if (absl::Status s = ValidateId("model_id", req.model_id()); !s.ok()) {
     return s;
   }
@@ -775,7 +906,8 @@ absl::Status BackpropService::DoPredict(const v1::PredictRequest& req,
                          net.input_size(), " (layer_sizes[0])"),
             options_.max_rows_per_call);
         if (!x.ok()) return x.status();
-        absl::StatusOr<arma::Mat<T>> a = net.Feedforward(*x);
+        absl::StatusOr<arma::Mat<T>> a = FeedforwardWithin(
+            net, *x, start, budget_end, options_.predict_budget, cancelled);
         if (!a.ok()) return a.status();
         ExamplesToProto<T>(*a, resp->mutable_outputs());
         const std::vector<uint32_t> labels = ArgmaxColumns<T>(*a);

@@ -17,6 +17,7 @@
 #ifndef BACKPROP_SERVER_SERVICE_H_
 #define BACKPROP_SERVER_SERVICE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -30,6 +31,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "backprop/v1/backprop.grpc.pb.h"
+#include "server/limits.h"
 #include "server/registry.h"
 
 namespace backprop::server {
@@ -37,13 +39,24 @@ namespace backprop::server {
 struct ServiceOptions {
   std::string model_dir;  // empty: models are not persisted
   std::string data_dir;   // empty: datasets are not persisted
-  int max_concurrent_trainings = 2;
-  uint64_t max_parameters = 10'000'000;
-  uint64_t max_dataset_bytes = uint64_t{1024} << 20;
-  uint64_t max_models = 1000;
-  uint64_t max_datasets = 1000;
-  uint64_t max_rows_per_call = 100'000;  // Predict / GetGradients / inline
+  // Defaults: RELIABILITY.md §3, see limits.h.
+  int max_concurrent_trainings = limits::DefaultMaxConcurrentTrainings();
+  uint64_t max_parameters = limits::kMaxParameters;
+  uint32_t max_layers = limits::kMaxLayers;
+  uint32_t max_layer_width = limits::kMaxLayerWidth;
+  uint64_t max_dataset_bytes = limits::kMaxDatasetBytes;
+  uint64_t max_upload_chunk_bytes = limits::kMaxUploadChunkBytes;
+  uint64_t max_upload_chunks = limits::kMaxUploadChunks;
+  int max_concurrent_uploads = limits::kMaxConcurrentUploads;
+  uint64_t max_models = limits::kMaxModels;
+  uint64_t max_datasets = limits::kMaxDatasets;
+  // Predict / GetGradients / inline Train examples.
+  uint64_t max_rows_per_call = limits::kMaxRowsPerCall;
   uint32_t max_page_size = 1000;
+  // Predict gives up (DEADLINE_EXCEEDED) at min(client deadline, start +
+  // predict_budget); Train at start + max_train_time.
+  absl::Duration predict_budget = limits::kPredictBudget;
+  absl::Duration max_train_time = limits::kMaxTrainTime;
 
   // Test hook, called on the training thread after each epoch has been
   // published and queued for writing. `wait_for_cancel(timeout)` blocks until
@@ -76,6 +89,8 @@ class BackpropService final : public v1::Backprop::CallbackService {
   ModelRegistry& models() { return models_; }
   DatasetStore& datasets() { return datasets_; }
   const ServiceOptions& options() const { return options_; }
+  // UploadDataset calls in progress.
+  int active_uploads() const { return active_uploads_.load(); }
 
   grpc::ServerUnaryReactor* CreateModel(grpc::CallbackServerContext* ctx,
                                         const v1::CreateModelRequest* req,
@@ -122,10 +137,17 @@ class BackpropService final : public v1::Backprop::CallbackService {
                             v1::Dataset* resp);
   absl::Status DoListDatasets(const v1::ListDatasetsRequest& req,
                               v1::ListDatasetsResponse* resp);
+  // ctx (may be null) gives the deadline and cancellation.
   absl::Status DoPredict(const v1::PredictRequest& req,
-                         v1::PredictResponse* resp);
+                         v1::PredictResponse* resp,
+                         grpc::CallbackServerContext* ctx);
   absl::Status DoGetGradients(const v1::GetGradientsRequest& req,
                               v1::GetGradientsResponse* resp);
+
+  // Reserves an upload slot: kResourceExhausted when max_concurrent_uploads
+  // are taken.
+  absl::Status ReserveUploadSlot();
+  void ReleaseUploadSlot();
 
   // Reserves a training slot: kResourceExhausted when all are taken,
   // kUnavailable during shutdown.
@@ -139,6 +161,7 @@ class BackpropService final : public v1::Backprop::CallbackService {
   const ServiceOptions options_;
   ModelRegistry models_;
   DatasetStore datasets_;
+  std::atomic<int> active_uploads_{0};
 
   std::mutex train_mu_;  // std::mutex so that TSan sees it (registry.h)
   std::condition_variable train_cv_;  // reserved_slots_ decreased

@@ -371,7 +371,7 @@ TEST_F(ServiceTest, TrainStreamsOneEpochEventPerEpochWithValidation) {
 }
 
 TEST_F(ServiceTest, TrainSendsBatchProgressWhenAsked) {
-  Start();
+  Start([](ServerOptions& o) { o.service.max_rows_per_call = 20'000; });
   ASSERT_TRUE(Create("bp", Spec({2, 128, 2})).ok());
   // 20,000 single-example updates through 128 hidden units: several
   // milliseconds per epoch even for a fast engine, so a 1 ms interval fires.
@@ -636,7 +636,12 @@ TEST_F(ServiceTest, GetGradientsRefusesTooManyCheckSamples) {
 // ---- One test per error row of API.md ----
 
 TEST_F(ServiceTest, CreateModelRejectsBadSpecsAndIds) {
-  Start([](ServerOptions& o) { o.service.max_parameters = 1000; });
+  Start([](ServerOptions& o) {
+    o.service.max_parameters = 1000;
+    // Off, so that the overflow check below is reached (limits_test.cc tests
+    // the width limit).
+    o.service.max_layer_width = UINT32_MAX;
+  });
   EXPECT_EQ(Create("a", Spec({5})).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);  // < 2 layers
   EXPECT_EQ(Create("a", Spec({5, 0, 2})).error_code(),
