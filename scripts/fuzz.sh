@@ -1,36 +1,56 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (fuzz/) in build-fuzz with clang-14, libFuzzer,
-# ASan and UBSan, and runs each on a copy of its seed corpus (fuzz/corpus/):
-#   FUZZ_SECONDS=30   seconds per target (default), or
-#   FUZZ_RUNS=N       exactly N executions per target instead (0: replay the
-#                     corpus only, a quick regression check)
-#   FUZZ_TARGETS="idx_fuzzer csv_fuzzer"   a subset
-# A crash, sanitizer report, leak, timeout or oversized allocation makes the
-# script exit non-zero; the crashing input is kept in fuzz-out/.
+# Builds the libFuzzer targets (fuzz/, fuzz/README.md) in build-fuzz with
+# clang-14, libFuzzer, ASan and UBSan (the service too, against Debian's
+# gRPC), and runs each on a copy of its seed corpus (fuzz/corpus/), one
+# target after the other:
+#   FUZZ_SECONDS=30          seconds per file-decoder target (default 30)
+#   FUZZ_SERVICE_SECONDS=5   seconds per service target (default 5; CI runs
+#                            this script with FUZZ_SECONDS=20: ~3 min of
+#                            fuzzing for all 16 targets), or
+#   FUZZ_RUNS=N              exactly N executions per target instead (0:
+#                            replay the corpus only; 1000000: the full run of
+#                            RELIABILITY.md F1/F2, see fuzz/README.md)
+#   FUZZ_TARGETS="idx_fuzzer train_fuzzer"   a subset
+# A crash, sanitizer report, broken invariant, leak, timeout or oversized
+# allocation makes the script exit non-zero; the crashing input is kept in
+# fuzz-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 build=$root/build-fuzz
 out=$root/fuzz-out
-targets=(${FUZZ_TARGETS:-idx_fuzzer csv_fuzzer model_file_fuzzer dataset_file_fuzzer})
+file_targets=(idx_fuzzer csv_fuzzer model_file_fuzzer dataset_file_fuzzer)
+service_targets=(create_model_fuzzer get_model_fuzzer list_models_fuzzer
+  delete_model_fuzzer upload_dataset_fuzzer get_dataset_fuzzer
+  list_datasets_fuzzer delete_dataset_fuzzer train_fuzzer predict_fuzzer
+  get_gradients_fuzzer service_sequence_fuzzer)
+targets=(${FUZZ_TARGETS:-${file_targets[*]} ${service_targets[*]}})
 san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
+# -O1 -gline-tables-only (as OSS-Fuzz builds): the service's protobuf and
+# gRPC code compiles about twice as fast as with -O2 -g, and sanitizer
+# reports still name file and line.
 CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
   -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_CXX_FLAGS="$san" \
-  -DBACKPROP_BUILD_FUZZERS=ON -DBACKPROP_BUILD_SERVICE=OFF \
+  -DBACKPROP_BUILD_FUZZERS=ON -DBACKPROP_BUILD_SERVICE=ON \
   -DBACKPROP_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" --parallel "${FUZZ_JOBS:-2}" --target "${targets[@]}"
 
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if [[ -n "${FUZZ_RUNS:-}" ]]; then
-  budget=(-runs="$FUZZ_RUNS")
-else
-  budget=(-max_total_time="${FUZZ_SECONDS:-30}")
-fi
+budget_of() {  # budget_of TARGET: the libFuzzer flag that bounds its run
+  if [[ -n "${FUZZ_RUNS:-}" ]]; then
+    echo "-runs=$FUZZ_RUNS"
+  elif [[ " ${service_targets[*]} " == *" $1 "* ]]; then
+    echo "-max_total_time=${FUZZ_SERVICE_SECONDS:-5}"
+  else
+    echo "-max_total_time=${FUZZ_SECONDS:-30}"
+  fi
+}
 
 failed=()
 summary=()
@@ -42,8 +62,9 @@ for t in "${targets[@]}"; do
   echo "=== $t" >&2
   # -malloc_limit_mb turns any single allocation over 256 MiB into a failure:
   # no header may make a decoder allocate what the input cannot justify.
+  t0=$(date +%s)
   if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-    "$build/fuzz/$t" "$corpus" "${budget[@]}" -max_len=65536 \
+    "$build/fuzz/$t" "$corpus" "$(budget_of "$t")" -max_len=65536 \
     -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=10 \
     -artifact_prefix="$out/$t-" -print_final_stats=1 >"$log" 2>&1; then
     status=ok
@@ -53,7 +74,7 @@ for t in "${targets[@]}"; do
     tail -n 40 "$log" >&2
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  summary+=("$t: $status, ${execs:-?} executions")
+  summary+=("$t: $status, ${execs:-?} executions, $(($(date +%s) - t0)) s")
 done
 
 printf '%s\n' "${summary[@]}"
