@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -485,6 +486,41 @@ TEST_F(ServiceTest, CancelAfterSecondEpochKeepsEpochTwo) {
   TrainResult again = RunTrain(stub_.get(), TrainReq("c", 1));
   EXPECT_TRUE(again.status.ok()) << again.status.error_message();
   EXPECT_EQ(Get("c", false).epochs_trained(), 3u);
+}
+
+TEST_F(ServiceTest, AFailedSaveEndsTrainingAtTheLastSavedEpoch) {
+  // Epochs are saved on a writer thread while the next one trains. When a
+  // save fails (here: the model folder disappears after epoch 2 was saved)
+  // the stream ends with that error, the client has heard of exactly the
+  // saved epochs, and readers still see epoch 2.
+  pause_at_epoch_ = 2;  // hold the job after epoch 2 until release_
+  Start();
+  ASSERT_TRUE(Create("disk", Spec({2, 4, 2})).ok());
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<v1::TrainEvent>> r =
+      stub_->Train(&ctx, TrainReq("disk", 50));
+  v1::TrainEvent ev;
+  std::vector<uint64_t> heard;
+  while (heard.size() < 2 && r->Read(&ev)) {
+    if (ev.has_epoch()) heard.push_back(ev.epoch().epochs_trained());
+  }
+  ASSERT_TRUE(paused_.WaitFor(std::chrono::seconds(30)));
+  std::filesystem::remove_all(dir_.Sub("models"));
+  release_.Notify();
+  TrainResult rest = ReadTrain(r.get());
+  for (const v1::EpochMetrics& e : rest.epochs) {
+    heard.push_back(e.epochs_trained());
+  }
+  EXPECT_FALSE(rest.status.ok());
+  EXPECT_NE(rest.status.error_code(), grpc::StatusCode::CANCELLED)
+      << "the save's error, not the cancel it caused: "
+      << rest.status.error_message();
+  EXPECT_THAT(heard, ::testing::ElementsAre(1u, 2u))
+      << rest.status.error_message();
+  ASSERT_TRUE(server_->service().WaitForTrainingsToEnd(absl::Seconds(30)));
+  const v1::Model m = Get("disk", false);
+  EXPECT_EQ(m.epochs_trained(), 2u);
+  EXPECT_FALSE(m.training());
 }
 
 TEST_F(ServiceTest, PredictDuringTrainingNeverWaitsOrGoesBack) {
