@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
+#include "core/blas.h"
 #include "core/readers.h"
 #include "server/limits.h"
 #include "server/server.h"
@@ -138,6 +139,12 @@ ABSL_FLAG(std::string, auth_tokens, "",
           "CreateModel UploadDataset; admin = DeleteModel DeleteDataset. "
           "Missing/unknown token: UNAUTHENTICATED; weaker role: "
           "PERMISSION_DENIED.");
+ABSL_FLAG(int, blas_threads, 1,
+          "Threads OpenBLAS may use inside one matrix product. 1 (default): "
+          "parallelism comes from concurrent calls and trainings, small "
+          "Predicts never wake a thread pool, and results do not depend on "
+          "the core count. 0 leaves OpenBLAS's own setting "
+          "(OPENBLAS_NUM_THREADS, else one per core).");
 ABSL_FLAG(bool, reflection, true,
           "Serve gRPC server reflection so grpcurl etc. work without the "
           ".proto.");
@@ -183,6 +190,15 @@ int main(int argc, char** argv) {
   if (trainings < 1) {
     std::cerr << "--max_concurrent_trainings must be at least 1\n";
     return 2;
+  }
+  const int blas_threads = absl::GetFlag(FLAGS_blas_threads);
+  if (blas_threads < 0 || blas_threads > 1024) {
+    std::cerr << "--blas_threads must be in 0..1024 (0: OpenBLAS decides)\n";
+    return 2;
+  }
+  if (blas_threads > 0 && !backprop::SetBlasThreads(blas_threads)) {
+    std::cerr << "backprop-server: the BLAS library is not OpenBLAS; "
+                 "--blas_threads has no effect\n";
   }
   const uint64_t dataset_mb = absl::GetFlag(FLAGS_max_dataset_mb);
   if (dataset_mb < 1 || dataset_mb > (uint64_t{1} << 40)) {

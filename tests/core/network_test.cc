@@ -11,6 +11,7 @@
 #include <armadillo>
 #include <gtest/gtest.h>
 
+#include "core/blas.h"
 #include "core/spec.h"
 
 namespace backprop {
@@ -584,6 +585,27 @@ TEST(NetworkTest, CheckGradientsCatchesAWrongGradient) {
   EXPECT_LT(net.CheckGradients(x, y, 1e-6, 0).value().max_rel_error, 1e-5);
   EXPECT_GT(net.CheckGradients(x, y, 3.0, 0).value().max_rel_error, 1e-2);
   EXPECT_EQ(net.CheckGradients(x, y, 1e-6, 7).value().parameters_checked, 7u);
+}
+
+}  // namespace
+}  // namespace backprop
+
+namespace backprop {
+namespace {
+
+// The server pins OpenBLAS to one thread per call (core/blas.h). Our
+// packages install OpenBLAS as the BLAS, so the controls must be found and
+// must take effect.
+TEST(BlasThreadsTest, SetsOpenBlasThreadCount) {
+  const int before = BlasThreads();
+  ASSERT_GT(before, 0) << "the loaded BLAS is not OpenBLAS";
+  ASSERT_TRUE(SetBlasThreads(2));
+  EXPECT_EQ(BlasThreads(), 2);
+  ASSERT_TRUE(SetBlasThreads(1));
+  EXPECT_EQ(BlasThreads(), 1);
+  EXPECT_FALSE(SetBlasThreads(0));
+  EXPECT_EQ(BlasThreads(), 1);
+  SetBlasThreads(before);
 }
 
 }  // namespace
