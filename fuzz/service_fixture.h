@@ -1,6 +1,6 @@
 // The backprop.v1 service as the request and sequence fuzzers see it: one
-// real server (BackpropServer::Start, no port) on temporary model and data
-// folders, with a small model and data set of each kind pre-created so that
+// real server (BackpropServer::Start on 127.0.0.1:0) on temporary model and
+// data folders, with a small model and data set of each kind pre-created so that
 // well-formed requests reach the engine.
 //
 // How requests reach the handlers:
@@ -10,7 +10,9 @@
 //    That is the whole handler, status mapping included, at the cost of a
 //    function call, so the 1,000,000-run budget stays in seconds;
 //  - Train and UploadDataset use their own reactors (a stream), which only a
-//    real call can drive: those go over the server's InProcessChannel.
+//    real call can drive: those go over a loopback TCP port (127.0.0.1:0),
+//    not InProcessChannel(), whose transport retains calls (the .cc says
+//    which).
 // No hook in server/ is needed for either.
 //
 // Limits: the fuzzers run with the server's own limit checks, configured
@@ -98,7 +100,7 @@ class ServiceFixture {
   grpc::Status GetGradients(const v1::GetGradientsRequest& req,
                             v1::GetGradientsResponse* resp);
 
-  // Streams, over the in-process channel. Train reads every event.
+  // Streams, over loopback TCP. Train reads every event.
   grpc::Status Train(const v1::TrainRequest& req,
                      std::vector<v1::TrainEvent>* events);
   grpc::Status UploadDataset(const std::vector<v1::UploadDatasetRequest>& parts,

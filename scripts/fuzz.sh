@@ -42,10 +42,11 @@ cmake --build "$build" --parallel "${FUZZ_JOBS:-2}" --target "${targets[@]}"
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+is_service() { [[ " ${service_targets[*]} " == *" $1 "* ]]; }
 budget_of() {  # budget_of TARGET: the libFuzzer flag that bounds its run
   if [[ -n "${FUZZ_RUNS:-}" ]]; then
     echo "-runs=$FUZZ_RUNS"
-  elif [[ " ${service_targets[*]} " == *" $1 "* ]]; then
+  elif is_service "$1"; then
     echo "-max_total_time=${FUZZ_SERVICE_SECONDS:-5}"
   else
     echo "-max_total_time=${FUZZ_SECONDS:-30}"
@@ -62,9 +63,19 @@ for t in "${targets[@]}"; do
   echo "=== $t" >&2
   # -malloc_limit_mb turns any single allocation over 256 MiB into a failure:
   # no header may make a decoder allocate what the input cannot justify.
+  # Leaks: LeakSanitizer checks every target at exit. The file targets are
+  # also checked after each input (libFuzzer's -detect_leaks=1). The service
+  # targets are not: the server ends a call on gRPC's threads after the
+  # client already has its status (a Train reactor's status, a restarted
+  # server's worker threads), and a check in that window reports memory that
+  # is freed a moment later (both such reports were replayed: no leak at
+  # exit).
+  per_input_leaks=1
+  if is_service "$t"; then per_input_leaks=0; fi
   t0=$(date +%s)
   if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     "$build/fuzz/$t" "$corpus" "$(budget_of "$t")" -max_len=65536 \
+    -detect_leaks="$per_input_leaks" \
     -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=10 \
     -artifact_prefix="$out/$t-" -print_final_stats=1 >"$log" 2>&1; then
     status=ok
