@@ -1,11 +1,15 @@
 // backprop-service-bench: what the service costs on top of the engine.
 //   1. Config A ([784, 30, 10], mini-batch 10, eta 3, Fashion-MNIST) trained
 //      through the service over a loopback TCP channel vs by core::Train
-//      directly: seconds per epoch.
+//      directly, in alternating rounds (engine call, service call, engine
+//      call, ...) so both see the same machine: wall seconds per epoch of
+//      each whole call (setup, saving every epoch, streaming included), the
+//      median over the rounds, and the ratio of the medians.
 //   2. Single-example Predict vs grpc.health.v1.Health/Check on the same
-//      channel: p50 / p99 latency.
+//      channel, alternating call by call: p50 / p99 latency.
 // A measurement tool, not a test: prints numbers, asserts nothing.
-// Usage: OPENBLAS_NUM_THREADS=1 backprop-service-bench [epochs] [calls]
+// Usage: backprop-service-bench [epochs per call, 2] [calls, 5000] [rounds, 5]
+// (BLAS runs with one thread, as the server's --blas_threads default.)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,6 +23,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "backprop/v1/backprop.grpc.pb.h"
+#include "core/blas.h"
 #include "core/network.h"
 #include "core/readers.h"
 #include "core/trainer.h"
@@ -32,6 +37,12 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   return v[static_cast<size_t>(p * (v.size() - 1))];
@@ -40,8 +51,15 @@ double Percentile(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int epochs = argc > 1 ? std::atoi(argv[1]) : 3;
+  const int epochs = argc > 1 ? std::atoi(argv[1]) : 2;
   const int calls = argc > 2 ? std::atoi(argv[2]) : 5000;
+  const int rounds = argc > 3 ? std::atoi(argv[3]) : 5;
+  if (epochs < 1 || calls < 1 || rounds < 1) {
+    std::fprintf(stderr, "usage: %s [epochs>=1] [calls>=1] [rounds>=1]\n",
+                 argv[0]);
+    return 2;
+  }
+  backprop::SetBlasThreads(1);
   backprop::ModelSpec spec;
   spec.layer_sizes = {784, 30, 10};
   spec.seed = 1;
@@ -51,33 +69,13 @@ int main(int argc, char** argv) {
   opts.eta = 3.0;
   opts.shuffle_seed = 7;
 
-  // Engine alone.
   absl::StatusOr<backprop::Dataset> train =
       backprop::ReadFashionMnist(backprop::kFashionMnistDir, true);
   if (!train.ok()) {
     std::fprintf(stderr, "%s\n", train.status().ToString().c_str());
     return 1;
   }
-  absl::StatusOr<backprop::Network<double>> net =
-      backprop::Network<double>::Create(spec);
-  std::vector<double> engine_epoch;
-  Clock::time_point last = Clock::now();
-  backprop::TrainCallbacks<double> cb;
-  cb.on_epoch = [&](const backprop::EpochMetrics&,
-                    const backprop::Network<double>&) {
-    const Clock::time_point now = Clock::now();
-    engine_epoch.push_back(Seconds(last, now));
-    last = now;
-    return absl::OkStatus();
-  };
-  absl::Status s =
-      backprop::Train<double>(*net, *train, nullptr, opts, cb, nullptr);
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
-    return 1;
-  }
 
-  // Through the service, over TCP.
   char dir_template[] = "/tmp/service_bench.XXXXXX";
   const std::string dir = mkdtemp(dir_template);
   backprop::server::ServerOptions o;
@@ -108,18 +106,34 @@ int main(int argc, char** argv) {
   req.set_mini_batch_size(10);
   req.set_learning_rate(3.0);
   req.set_shuffle_seed(7);
-  std::vector<double> service_epoch;
-  {
+
+  // Alternating rounds: the engine on its own copy of the same network,
+  // then the service on its stored model, each one whole Train call.
+  absl::StatusOr<backprop::Network<double>> net =
+      backprop::Network<double>::Create(spec);
+  std::vector<double> engine_epoch, service_epoch;
+  for (int round = 0; round < rounds; ++round) {
+    Clock::time_point t0 = Clock::now();
+    absl::Status s = backprop::Train<double>(*net, *train, nullptr, opts, {},
+                                             nullptr);
+    engine_epoch.push_back(Seconds(t0, Clock::now()) / epochs);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+      return 1;
+    }
     grpc::ClientContext ctx;
+    t0 = Clock::now();
     auto r = stub->Train(&ctx, req);
     backprop::v1::TrainEvent ev;
-    last = Clock::now();
-    while (r->Read(&ev)) {
-      const Clock::time_point now = Clock::now();
-      service_epoch.push_back(Seconds(last, now));
-      last = now;
+    int seen = 0;
+    while (r->Read(&ev)) seen += ev.has_epoch();
+    const grpc::Status st = r->Finish();
+    service_epoch.push_back(Seconds(t0, Clock::now()) / epochs);
+    if (!st.ok() || seen != epochs) {
+      std::fprintf(stderr, "Train: %s (%d epochs)\n",
+                   st.error_message().c_str(), seen);
+      return 1;
     }
-    if (!r->Finish().ok()) return 1;
   }
 
   // Latency: Predict (one example) vs health Check, same channel.
@@ -154,6 +168,10 @@ int main(int argc, char** argv) {
     return ok ? us : -1.0;
   };
   const std::string predict_body = p.SerializeAsString();
+  for (int i = 0; i < 200; ++i) {  // warm-up: connection, caches, allocator
+    timed_call("/backprop.v1.Backprop/Predict", predict_body);
+    timed_call("/grpc.health.v1.Health/Check", check);
+  }
   for (int i = 0; i < calls; ++i) {
     const double a = timed_call("/backprop.v1.Backprop/Predict", predict_body);
     const double b = timed_call("/grpc.health.v1.Health/Check", check);
@@ -163,20 +181,16 @@ int main(int argc, char** argv) {
   }
   (*server)->Shutdown(absl::Seconds(5));
 
-  auto mean = [](const std::vector<double>& v) {
-    double s = 0;
-    for (double x : v) s += x;
-    return s / v.size();
-  };
   std::printf(
-      "config A, %d epochs: engine %.3f s/epoch, service %.3f s/epoch "
-      "(%+.1f%%)\n",
-      epochs, mean(engine_epoch), mean(service_epoch),
-      100.0 * (mean(service_epoch) / mean(engine_epoch) - 1.0));
-  std::printf("per epoch engine:");
-  for (double x : engine_epoch) std::printf(" %.3f", x);
-  std::printf("\nper epoch service:");
-  for (double x : service_epoch) std::printf(" %.3f", x);
+      "config A, %d rounds of a %d-epoch call: engine %.4f s/epoch, "
+      "service %.4f s/epoch (median); service/engine %.3f (%+.1f%%)\n",
+      rounds, epochs, Median(engine_epoch), Median(service_epoch),
+      Median(service_epoch) / Median(engine_epoch),
+      100.0 * (Median(service_epoch) / Median(engine_epoch) - 1.0));
+  std::printf("per round engine:");
+  for (double x : engine_epoch) std::printf(" %.4f", x);
+  std::printf("\nper round service:");
+  for (double x : service_epoch) std::printf(" %.4f", x);
   std::printf(
       "\n%d calls: Predict p50 %.1f us p99 %.1f us; Health p50 %.1f us "
       "p99 %.1f us; ratio p50 %.2f\n",
