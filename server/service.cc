@@ -90,6 +90,52 @@ uint32_t PageSize(uint32_t requested, uint32_t max) {
   return std::min(requested, max);
 }
 
+const std::string& IdOf(const ModelEntry& e) { return e.id(); }
+const std::string& IdOf(const StoredDataset& d) { return d.id; }
+
+// One page of a List call on `store` (models_ or datasets_): the items after
+// the one req.page_token names, req.page_size of them (0: the default, at
+// most max_page_size), each added to resp by add(item, resp); and the token
+// of the next page when more follow. token_kind keeps one store's tokens
+// from being used on the other.
+template <typename Store, typename Request, typename Response, typename Add>
+absl::Status ListPage(const Store& store, absl::string_view token_kind,
+                      const Request& req, uint32_t max_page_size,
+                      Response* resp, Add add) {
+  std::string after;
+  if (!req.page_token().empty()) {
+    absl::StatusOr<std::string> last =
+        DecodePageToken(token_kind, req.page_token());
+    if (!last.ok()) return last.status();
+    after = *std::move(last);
+  }
+  const uint32_t size = PageSize(req.page_size(), max_page_size);
+  auto page = store.List(after, size + 1);
+  const bool more = page.size() > size;
+  if (more) page.pop_back();
+  for (const auto& item : page) add(*item, resp);
+  if (more) {
+    resp->set_next_page_token(EncodePageToken(token_kind, IdOf(*page.back())));
+  }
+  return absl::OkStatus();
+}
+
+// Get and Delete by id: the id is checked first (kInvalidArgument naming
+// `field`), then looked up.
+template <typename Store>
+auto GetById(const Store& store, absl::string_view field,
+             const std::string& id) -> decltype(store.Get(id)) {
+  if (absl::Status s = ValidateId(field, id); !s.ok()) return s;
+  return store.Get(id);
+}
+
+template <typename Store>
+absl::Status DeleteById(Store& store, absl::string_view field,
+                        const std::string& id) {
+  if (absl::Status s = ValidateId(field, id); !s.ok()) return s;
+  return store.Delete(id);
+}
+
 // A Train that failed validation: ends at once with the status.
 class FailedTrainReactor : public grpc::ServerWriteReactor<v1::TrainEvent> {
  public:
@@ -683,11 +729,8 @@ grpc::ServerUnaryReactor* BackpropService::GetModel(
 
 absl::Status BackpropService::DoGetModel(const v1::GetModelRequest& req,
                                          v1::Model* resp) {
-  if (absl::Status s = ValidateId("model_id", req.model_id()); !s.ok()) {
-    return s;
-  }
   absl::StatusOr<std::shared_ptr<ModelEntry>> entry =
-      models_.Get(req.model_id());
+      GetById(models_, "model_id", req.model_id());
   if (!entry.ok()) return entry.status();
   ModelToProto(**entry, *(*entry)->state(), req.include_parameters(), resp);
   return absl::OkStatus();
@@ -701,33 +744,18 @@ grpc::ServerUnaryReactor* BackpropService::ListModels(
 
 absl::Status BackpropService::DoListModels(const v1::ListModelsRequest& req,
                                            v1::ListModelsResponse* resp) {
-  std::string after;
-  if (!req.page_token().empty()) {
-    absl::StatusOr<std::string> last = DecodePageToken("m", req.page_token());
-    if (!last.ok()) return last.status();
-    after = *std::move(last);
-  }
-  const uint32_t size = PageSize(req.page_size(), options_.max_page_size);
-  std::vector<std::shared_ptr<ModelEntry>> page = models_.List(after, size + 1);
-  const bool more = page.size() > size;
-  if (more) page.pop_back();
-  for (const auto& e : page) {
-    ModelToProto(*e, *e->state(), /*include_parameters=*/false,
-                 resp->add_models());
-  }
-  if (more) resp->set_next_page_token(EncodePageToken("m", page.back()->id()));
-  return absl::OkStatus();
+  return ListPage(models_, "m", req, options_.max_page_size, resp,
+                  [](const ModelEntry& e, v1::ListModelsResponse* r) {
+                    ModelToProto(e, *e.state(), /*include_parameters=*/false,
+                                 r->add_models());
+                  });
 }
 
 grpc::ServerUnaryReactor* BackpropService::DeleteModel(
     grpc::CallbackServerContext* ctx, const v1::DeleteModelRequest* req,
     v1::DeleteModelResponse*) {
-  return Unary(ctx, [&] {
-    if (absl::Status s = ValidateId("model_id", req->model_id()); !s.ok()) {
-      return s;
-    }
-    return models_.Delete(req->model_id());
-  });
+  return Unary(ctx,
+               [&] { return DeleteById(models_, "model_id", req->model_id()); });
 }
 
 grpc::ServerReadReactor<v1::UploadDatasetRequest>*
@@ -744,11 +772,8 @@ grpc::ServerUnaryReactor* BackpropService::GetDataset(
 
 absl::Status BackpropService::DoGetDataset(const v1::GetDatasetRequest& req,
                                            v1::Dataset* resp) {
-  if (absl::Status s = ValidateId("dataset_id", req.dataset_id()); !s.ok()) {
-    return s;
-  }
   absl::StatusOr<std::shared_ptr<const StoredDataset>> d =
-      datasets_.Get(req.dataset_id());
+      GetById(datasets_, "dataset_id", req.dataset_id());
   if (!d.ok()) return d.status();
   DatasetToProto(**d, resp);
   return absl::OkStatus();
@@ -762,30 +787,17 @@ grpc::ServerUnaryReactor* BackpropService::ListDatasets(
 
 absl::Status BackpropService::DoListDatasets(const v1::ListDatasetsRequest& req,
                                              v1::ListDatasetsResponse* resp) {
-  std::string after;
-  if (!req.page_token().empty()) {
-    absl::StatusOr<std::string> last = DecodePageToken("d", req.page_token());
-    if (!last.ok()) return last.status();
-    after = *std::move(last);
-  }
-  const uint32_t size = PageSize(req.page_size(), options_.max_page_size);
-  std::vector<std::shared_ptr<const StoredDataset>> page =
-      datasets_.List(after, size + 1);
-  const bool more = page.size() > size;
-  if (more) page.pop_back();
-  for (const auto& d : page) DatasetToProto(*d, resp->add_datasets());
-  if (more) resp->set_next_page_token(EncodePageToken("d", page.back()->id));
-  return absl::OkStatus();
+  return ListPage(datasets_, "d", req, options_.max_page_size, resp,
+                  [](const StoredDataset& d, v1::ListDatasetsResponse* r) {
+                    DatasetToProto(d, r->add_datasets());
+                  });
 }
 
 grpc::ServerUnaryReactor* BackpropService::DeleteDataset(
     grpc::CallbackServerContext* ctx, const v1::DeleteDatasetRequest* req,
     v1::DeleteDatasetResponse*) {
   return Unary(ctx, [&] {
-    if (absl::Status s = ValidateId("dataset_id", req->dataset_id()); !s.ok()) {
-      return s;
-    }
-    return datasets_.Delete(req->dataset_id());
+    return DeleteById(datasets_, "dataset_id", req->dataset_id());
   });
 }
 
