@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,9 +22,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
+#include "core/files.h"
 #include "core/spec.h"
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <zlib.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -200,20 +199,28 @@ absl::StatusOr<AnyNetwork> DecodeParameters(const ModelSpec& spec, Reader* r) {
   return AnyNetwork(*std::move(net));
 }
 
+// A full disk or a store we may not write to is the operator's to fix;
+// anything else (a missing folder included) is internal.
+absl::StatusCode WriteErrnoCode(int err) {
+  if (err == ENOSPC || err == EDQUOT) {
+    return absl::StatusCode::kResourceExhausted;
+  }
+  if (err == EACCES || err == EPERM || err == EROFS) {
+    return absl::StatusCode::kPermissionDenied;
+  }
+  return absl::StatusCode::kInternal;
+}
+
 absl::Status WriteError(int err, absl::string_view what,
                         absl::string_view path) {
-  std::string msg = absl::StrCat(path, ": ", what, ": ", strerror(err));
-  switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(msg);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
+  return ErrnoStatus(err, what, path, WriteErrnoCode);
+}
+
+// Reading the store: a file that went away, or one we may not read.
+absl::StatusCode StoreReadErrnoCode(int err) {
+  if (err == ENOENT) return absl::StatusCode::kNotFound;
+  if (err == EACCES || err == EPERM) return absl::StatusCode::kPermissionDenied;
+  return absl::StatusCode::kInternal;
 }
 
 }  // namespace
@@ -477,58 +484,11 @@ absl::Status WriteFileAtomically(const std::string& path,
 
 absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path,
                                              uint64_t max_bytes) {
-  // O_NONBLOCK: opening a FIFO must not hang (it is refused below).
-  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int err = errno;
-    std::string msg = absl::StrCat(path, ": cannot open: ", strerror(err));
-    switch (err) {
-      case ENOENT:
-        return absl::NotFoundError(msg);
-      case ELOOP:
-        return absl::FailedPreconditionError(
-            absl::StrCat(path, ": is a symbolic link, refused"));
-      case EACCES:
-      case EPERM:
-        return absl::PermissionDeniedError(msg);
-      default:
-        return absl::InternalError(msg);
-    }
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int err = errno;
-    close(fd);
-    return absl::InternalError(
-        absl::StrCat(path, ": cannot stat: ", strerror(err)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, ": not a regular file"));
-  }
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    close(fd);
-    return absl::ResourceExhaustedError(absl::StrCat(
-        path, ": ", st.st_size, " bytes, over the limit of ", max_bytes));
-  }
-  std::string out(static_cast<size_t>(st.st_size), '\0');
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = read(fd, &out[done], out.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      close(fd);
-      return absl::InternalError(
-          absl::StrCat(path, ": read failed: ", strerror(err)));
-    }
-    if (n == 0) break;  // shrank meanwhile: the caller's checks see it
-    done += static_cast<size_t>(n);
-  }
-  close(fd);
-  out.resize(done);
-  return out;
+  ReadFileOptions o;
+  o.max_bytes = max_bytes;
+  o.follow_symlinks = false;
+  o.errno_code = StoreReadErrnoCode;
+  return ReadWholeFile(path, o);
 }
 
 }  // namespace backprop

@@ -4,8 +4,6 @@
 #include "core/readers.h"
 
 #include <errno.h>
-#include <string.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -23,8 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
+#include "core/files.h"
 #include <zlib.h>
 
 namespace backprop {
@@ -34,61 +31,23 @@ absl::Status Annotate(const absl::Status& s, absl::string_view path) {
   return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
 }
 
-absl::Status ErrnoStatus(int err, absl::string_view what,
-                         absl::string_view path) {
-  std::string msg = absl::StrCat(path, ": ", what, ": ", strerror(err));
-  switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(msg);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
+// A missing file or folder, or one we may not read, is the user's to fix.
+absl::StatusCode UserFileErrnoCode(int err) {
+  if (err == ENOENT || err == ENOTDIR) return absl::StatusCode::kNotFound;
+  if (err == EACCES || err == EPERM) return absl::StatusCode::kPermissionDenied;
+  return absl::StatusCode::kInternal;
 }
 
 // Reads a whole regular file of at most max_bytes (symlinks are followed:
 // these are files the user names).
 absl::StatusOr<std::string> ReadRegularFile(const std::string& path,
                                             uint64_t max_bytes) {
-  // O_NONBLOCK so that opening a FIFO cannot hang; it is refused below.
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return ErrnoStatus(errno, "cannot open", path);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int err = errno;
-    close(fd);
-    return ErrnoStatus(err, "cannot stat", path);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, ": not a regular file"));
-  }
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    close(fd);
-    return absl::ResourceExhaustedError(
-        absl::StrCat(path, ": file is ", st.st_size,
-                     " bytes, over the limit of ", max_bytes));
-  }
-  std::string out(static_cast<size_t>(st.st_size), '\0');
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = read(fd, &out[done], out.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      close(fd);
-      return ErrnoStatus(err, "read failed", path);
-    }
-    if (n == 0) break;  // the file shrank while we read it
-    done += static_cast<size_t>(n);
-  }
-  close(fd);
-  out.resize(done);
-  return out;
+  ReadFileOptions o;
+  o.max_bytes = max_bytes;
+  o.follow_symlinks = true;
+  o.errno_code = UserFileErrnoCode;
+  o.size_words = "file is ";
+  return ReadWholeFile(path, o);
 }
 
 bool IsGzip(absl::string_view bytes) {
