@@ -93,6 +93,22 @@ class ServiceTest : public ::testing::Test {
     return m;
   }
 
+  grpc::StatusCode GetModelCode(const std::string& id) {
+    v1::GetModelRequest req;
+    req.set_model_id(id);
+    v1::Model m;
+    grpc::ClientContext ctx;
+    return stub_->GetModel(&ctx, req, &m).error_code();
+  }
+
+  grpc::StatusCode DeleteModelCode(const std::string& id) {
+    v1::DeleteModelRequest req;
+    req.set_model_id(id);
+    v1::DeleteModelResponse resp;
+    grpc::ClientContext ctx;
+    return stub_->DeleteModel(&ctx, req, &resp).error_code();
+  }
+
   grpc::StatusCode PredictCode(const v1::PredictRequest& req) {
     v1::PredictResponse resp;
     grpc::ClientContext ctx;
@@ -179,19 +195,10 @@ TEST_F(ServiceTest, CreateGetListDeleteModels) {
   EXPECT_EQ(ids, (std::vector<std::string>{"a0", "m1", generated.model_id()}));
 
   EXPECT_THAT(ListDir(dir_.Sub("models")), ::testing::Contains("m1.model"));
-  v1::DeleteModelRequest del;
-  del.set_model_id("m1");
-  v1::DeleteModelResponse del_resp;
-  grpc::ClientContext ctx;
-  ASSERT_TRUE(stub_->DeleteModel(&ctx, del, &del_resp).ok());
+  ASSERT_EQ(DeleteModelCode("m1"), grpc::StatusCode::OK);
   EXPECT_THAT(ListDir(dir_.Sub("models")),
               ::testing::Not(::testing::Contains("m1.model")));
-  v1::GetModelRequest get;
-  get.set_model_id("m1");
-  v1::Model m;
-  grpc::ClientContext ctx2;
-  EXPECT_EQ(stub_->GetModel(&ctx2, get, &m).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GetModelCode("m1"), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(ServiceTest, CreateWithGivenParametersThenGetReturnsThemBitwise) {
@@ -539,12 +546,7 @@ TEST_F(ServiceTest, PredictDuringTrainingNeverWaitsOrGoesBack) {
   // While it trains: a second Train and a Delete are refused.
   TrainResult second = RunTrain(stub_.get(), TrainReq("busy", 1));
   EXPECT_EQ(second.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  v1::DeleteModelRequest del;
-  del.set_model_id("busy");
-  v1::DeleteModelResponse del_resp;
-  grpc::ClientContext dc;
-  EXPECT_EQ(stub_->DeleteModel(&dc, del, &del_resp).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(DeleteModelCode("busy"), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_TRUE(Get("busy", false).training());
 
   std::atomic<bool> stop{false};
@@ -634,12 +636,7 @@ TEST_F(ServiceTest, CorruptFilesAreReportedAndLeftInPlace) {
   EXPECT_THAT(ListDir(dir_.Sub("models")), ::testing::Contains("bad.model"));
   EXPECT_THAT(ListDir(dir_.Sub("models")),
               ::testing::Not(::testing::Contains(".m1.model.tmp.Ab12xZ")));
-  v1::GetModelRequest get;
-  get.set_model_id("bad");
-  v1::Model m;
-  grpc::ClientContext ctx;
-  EXPECT_EQ(stub_->GetModel(&ctx, get, &m).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GetModelCode("bad"), grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(Create("ok", Spec({2, 2})).ok());  // still serving
 }
 
