@@ -3,81 +3,41 @@
 #include <memory>
 
 #include "client/commands.h"
-#include "client/output.h"
+#include "client/resource_commands.h"
 #include "client/views.h"
 
 namespace backprop::client {
 namespace {
 
 int RunList(const GlobalOptions& global) {
-  Connection connection(global);
-  std::vector<v1::Dataset> datasets;
-  v1::ListDatasetsRequest request;
-  do {
-    grpc::ClientContext context;
-    connection.PrepareUnary(&context);
-    v1::ListDatasetsResponse response;
-    const grpc::Status s =
-        connection.stub().ListDatasets(&context, request, &response);
-    if (!s.ok()) return ReportRpcError(s);
-    datasets.insert(datasets.end(), response.datasets().begin(),
-                    response.datasets().end());
-    request.set_page_token(response.next_page_token());
-  } while (!request.page_token().empty());
-
-  if (global.json) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const v1::Dataset& d : datasets) j.push_back(DatasetJson(d));
-    PrintJson({{"datasets", j}});
-    return kExitOk;
-  }
-  Table table(
-      {"DATASET", "EXAMPLES", "FEATURES", "CLASSES", "TARGETS", "DESCRIPTION"});
-  for (const v1::Dataset& d : datasets) {
-    table.AddRow({d.dataset_id(), std::to_string(d.example_count()),
-                  std::to_string(d.feature_count()),
-                  d.class_count() > 0 ? std::to_string(d.class_count()) : "-",
-                  d.target_size() > 0 ? std::to_string(d.target_size()) : "-",
-                  d.description()});
-  }
-  table.Print(std::cout);
-  return kExitOk;
+  return RunListCommand(
+      global, &v1::Backprop::Stub::ListDatasets,
+      [](const v1::ListDatasetsResponse& r) -> const auto& {
+        return r.datasets();
+      },
+      "datasets", DatasetJson,
+      {"DATASET", "EXAMPLES", "FEATURES", "CLASSES", "TARGETS", "DESCRIPTION"},
+      [](const v1::Dataset& d) -> std::vector<std::string> {
+        return {d.dataset_id(), std::to_string(d.example_count()),
+                std::to_string(d.feature_count()),
+                d.class_count() > 0 ? std::to_string(d.class_count()) : "-",
+                d.target_size() > 0 ? std::to_string(d.target_size()) : "-",
+                d.description()};
+      });
 }
 
 int RunGet(const GlobalOptions& global, const std::string& id) {
-  Connection connection(global);
-  grpc::ClientContext context;
-  connection.PrepareUnary(&context);
   v1::GetDatasetRequest request;
   request.set_dataset_id(id);
-  v1::Dataset dataset;
-  const grpc::Status s =
-      connection.stub().GetDataset(&context, request, &dataset);
-  if (!s.ok()) return ReportRpcError(s);
-  if (global.json) {
-    PrintJson(DatasetJson(dataset));
-  } else {
-    PrintDataset(dataset, std::cout);
-  }
-  return kExitOk;
+  return RunGetCommand(global, &v1::Backprop::Stub::GetDataset, request,
+                       DatasetJson, PrintDataset);
 }
 
 int RunDelete(const GlobalOptions& global, const std::string& id) {
-  Connection connection(global);
-  grpc::ClientContext context;
-  connection.PrepareUnary(&context);
   v1::DeleteDatasetRequest request;
   request.set_dataset_id(id);
-  v1::DeleteDatasetResponse response;
-  const grpc::Status s =
-      connection.stub().DeleteDataset(&context, request, &response);
-  if (!s.ok()) return ReportRpcError(s);
-  if (global.json) {
-    PrintJson({{"deleted", id}});
-  } else {
-    std::cout << "deleted dataset " << id << "\n";
-  }
-  return kExitOk;
+  return RunDeleteCommand(global, &v1::Backprop::Stub::DeleteDataset, request,
+                          "dataset", id);
 }
 
 }  // namespace

@@ -83,11 +83,9 @@ int RunGradients(const GlobalOptions& global, const GradientsFlags& flags) {
   request.set_check_samples(flags.samples);
 
   Connection connection(global);
-  grpc::ClientContext context;
-  connection.PrepareUnary(&context);
   v1::GetGradientsResponse response;
   const grpc::Status s =
-      connection.stub().GetGradients(&context, request, &response);
+      connection.Call(&v1::Backprop::Stub::GetGradients, request, &response);
   if (!s.ok()) return ReportRpcError(s);
 
   if (global.json) {

@@ -4,6 +4,7 @@
 
 #include "client/commands.h"
 #include "client/output.h"
+#include "client/resource_commands.h"
 #include "client/views.h"
 #include "client/wire.h"
 
@@ -22,65 +23,37 @@ struct CreateFlags {
 };
 
 int RunList(const GlobalOptions& global) {
-  Connection connection(global);
-  std::vector<v1::Model> models;
-  v1::ListModelsRequest request;
-  do {
-    grpc::ClientContext context;
-    connection.PrepareUnary(&context);
-    v1::ListModelsResponse response;
-    const grpc::Status s =
-        connection.stub().ListModels(&context, request, &response);
-    if (!s.ok()) return ReportRpcError(s);
-    models.insert(models.end(), response.models().begin(),
-                  response.models().end());
-    request.set_page_token(response.next_page_token());
-  } while (!request.page_token().empty());
-
-  if (global.json) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const v1::Model& m : models) j.push_back(ModelJson(m));
-    PrintJson({{"models", j}});
-    return kExitOk;
-  }
-  Table table({"MODEL", "LAYERS", "HIDDEN", "OUTPUT", "COST", "DTYPE", "PARAMS",
-               "EPOCHS", "VAL_ACC", "STATE"});
-  for (const v1::Model& m : models) {
-    const v1::ModelSpec& s = m.spec();
-    table.AddRow(
-        {m.model_id(), LayerSizesText(s), ActivationName(s.hidden_activation()),
-         ActivationName(s.output_activation()), CostName(s.cost()),
-         DTypeName(s.dtype()), std::to_string(m.parameter_count()),
-         std::to_string(m.epochs_trained()),
-         m.has_last_metrics() ? Percent(m.last_metrics().validation_accuracy())
-                              : "-",
-         m.training() ? "training" : "idle"});
-  }
-  table.Print(std::cout);
-  return kExitOk;
+  return RunListCommand(
+      global, &v1::Backprop::Stub::ListModels,
+      [](const v1::ListModelsResponse& r) -> const auto& { return r.models(); },
+      "models", ModelJson,
+      {"MODEL", "LAYERS", "HIDDEN", "OUTPUT", "COST", "DTYPE", "PARAMS",
+       "EPOCHS", "VAL_ACC", "STATE"},
+      [](const v1::Model& m) -> std::vector<std::string> {
+        const v1::ModelSpec& s = m.spec();
+        return {m.model_id(),
+                LayerSizesText(s),
+                ActivationName(s.hidden_activation()),
+                ActivationName(s.output_activation()),
+                CostName(s.cost()),
+                DTypeName(s.dtype()),
+                std::to_string(m.parameter_count()),
+                std::to_string(m.epochs_trained()),
+                m.has_last_metrics()
+                    ? Percent(m.last_metrics().validation_accuracy())
+                    : "-",
+                m.training() ? "training" : "idle"};
+      });
 }
 
 int RunGet(const GlobalOptions& global, const std::string& id) {
-  Connection connection(global);
-  grpc::ClientContext context;
-  connection.PrepareUnary(&context);
   v1::GetModelRequest request;
   request.set_model_id(id);
-  v1::Model model;
-  const grpc::Status s = connection.stub().GetModel(&context, request, &model);
-  if (!s.ok()) return ReportRpcError(s);
-  if (global.json) {
-    PrintJson(ModelJson(model));
-  } else {
-    PrintModel(model, std::cout);
-  }
-  return kExitOk;
+  return RunGetCommand(global, &v1::Backprop::Stub::GetModel, request,
+                       ModelJson, PrintModel);
 }
 
 int RunCreate(const GlobalOptions& global, const CreateFlags& flags) {
-  Connection connection(global);
-  grpc::ClientContext context;
-  connection.PrepareUnary(&context);
   v1::CreateModelRequest request;
   request.set_model_id(flags.id);
   v1::ModelSpec* spec = request.mutable_spec();
@@ -92,9 +65,10 @@ int RunCreate(const GlobalOptions& global, const CreateFlags& flags) {
   spec->set_initializer(Initializers().at(flags.init));
   spec->set_seed(flags.seed);
   spec->set_dtype(DTypes().at(flags.dtype));
+  Connection connection(global);
   v1::Model model;
   const grpc::Status s =
-      connection.stub().CreateModel(&context, request, &model);
+      connection.Call(&v1::Backprop::Stub::CreateModel, request, &model);
   if (!s.ok()) return ReportRpcError(s);
   if (global.json) {
     PrintJson(ModelJson(model));
@@ -107,21 +81,10 @@ int RunCreate(const GlobalOptions& global, const CreateFlags& flags) {
 }
 
 int RunDelete(const GlobalOptions& global, const std::string& id) {
-  Connection connection(global);
-  grpc::ClientContext context;
-  connection.PrepareUnary(&context);
   v1::DeleteModelRequest request;
   request.set_model_id(id);
-  v1::DeleteModelResponse response;
-  const grpc::Status s =
-      connection.stub().DeleteModel(&context, request, &response);
-  if (!s.ok()) return ReportRpcError(s);
-  if (global.json) {
-    PrintJson({{"deleted", id}});
-  } else {
-    std::cout << "deleted model " << id << "\n";
-  }
-  return kExitOk;
+  return RunDeleteCommand(global, &v1::Backprop::Stub::DeleteModel, request,
+                          "model", id);
 }
 
 }  // namespace

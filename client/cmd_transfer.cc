@@ -25,13 +25,12 @@ struct ImportFlags {
 int RunExport(const GlobalOptions& global, const std::string& id,
               const std::string& path) {
   Connection connection(global);
-  grpc::ClientContext context;
-  connection.PrepareUnary(&context);
   v1::GetModelRequest request;
   request.set_model_id(id);
   request.set_include_parameters(true);
   v1::Model model;
-  const grpc::Status s = connection.stub().GetModel(&context, request, &model);
+  const grpc::Status s =
+      connection.Call(&v1::Backprop::Stub::GetModel, request, &model);
   if (!s.ok()) return ReportRpcError(s);
   std::string bytes;
   if (!model.SerializeToString(&bytes)) {
@@ -93,11 +92,9 @@ int RunImport(const GlobalOptions& global, const ImportFlags& flags) {
   *request.mutable_spec() = model.spec();
   *request.mutable_parameters() = model.parameters();
   Connection connection(global);
-  grpc::ClientContext context;
-  connection.PrepareUnary(&context);
   v1::Model created;
   const grpc::Status s =
-      connection.stub().CreateModel(&context, request, &created);
+      connection.Call(&v1::Backprop::Stub::CreateModel, request, &created);
   if (!s.ok()) return ReportRpcError(s);
   if (global.json) {
     PrintJson(ModelJson(created));

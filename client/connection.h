@@ -42,6 +42,11 @@ struct GlobalOptions {
   std::string token;
 };
 
+// A unary method of the stub, e.g. &backprop::v1::Backprop::Stub::GetModel.
+template <typename Request, typename Response>
+using UnaryRpc = grpc::Status (backprop::v1::Backprop::Stub::*)(
+    grpc::ClientContext*, const Request&, Response*);
+
 class Connection {
  public:
   // Creates the channel lazily on first use. Receives up to 512 MiB per
@@ -60,6 +65,15 @@ class Connection {
   void PrepareUnary(grpc::ClientContext* context) const;
   // Applies the deadline for a streaming call (none unless --deadline).
   void PrepareStream(grpc::ClientContext* context) const;
+
+  // One unary call in a context of its own with the unary deadline.
+  template <typename Request, typename Response>
+  grpc::Status Call(UnaryRpc<Request, Response> rpc, const Request& request,
+                    Response* response) {
+    grpc::ClientContext context;
+    PrepareUnary(&context);
+    return (stub().*rpc)(&context, request, response);
+  }
 
   const GlobalOptions& options() const { return options_; }
 
