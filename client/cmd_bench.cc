@@ -152,14 +152,9 @@ nlohmann::json PhaseJson(const PhaseResult& r, uint64_t batch) {
 int RunBench(const GlobalOptions& global, const BenchFlags& flags) {
   Connection connection(global);
   v1::Model model;
-  {
-    grpc::ClientContext context;
-    connection.PrepareUnary(&context);
-    v1::GetModelRequest request;
-    request.set_model_id(flags.model);
-    const grpc::Status s =
-        connection.stub().GetModel(&context, request, &model);
-    if (!s.ok()) return ReportRpcError(s);
+  if (const grpc::Status s = FetchModel(connection, flags.model, &model);
+      !s.ok()) {
+    return ReportRpcError(s);
   }
   if (model.spec().layer_sizes_size() == 0) {
     return ReportError("model " + flags.model + " has no layer sizes");

@@ -27,14 +27,9 @@ int RunPredict(const GlobalOptions& global, const PredictFlags& flags) {
   // The model's dtype decides the element type we send (responses come in
   // it anyway), and its output width the size of the confusion matrix.
   v1::Model model;
-  {
-    grpc::ClientContext context;
-    connection.PrepareUnary(&context);
-    v1::GetModelRequest request;
-    request.set_model_id(flags.model);
-    const grpc::Status s =
-        connection.stub().GetModel(&context, request, &model);
-    if (!s.ok()) return ReportRpcError(s);
+  if (const grpc::Status s = FetchModel(connection, flags.model, &model);
+      !s.ok()) {
+    return ReportRpcError(s);
   }
   const v1::DType dtype = model.spec().dtype();
   const uint64_t bytes_per_row = set->cols * (dtype == v1::FLOAT32 ? 4 : 8);
@@ -51,10 +46,8 @@ int RunPredict(const GlobalOptions& global, const PredictFlags& flags) {
     const uint64_t n = std::min(rows_per_call, set->rows - done);
     FillMatrix(n, set->cols, set->inputs.data() + done * set->cols, dtype,
                request.mutable_inputs());
-    grpc::ClientContext context;
-    connection.PrepareUnary(&context);
     const grpc::Status s =
-        connection.stub().Predict(&context, request, &response);
+        connection.Call(&v1::Backprop::Stub::Predict, request, &response);
     if (!s.ok()) return ReportRpcError(s);
     if (static_cast<uint64_t>(response.labels_size()) != n) {
       return ReportError("server answered " +

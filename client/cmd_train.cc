@@ -141,13 +141,8 @@ int RunTrain(const GlobalOptions& global, const TrainFlags& flags) {
   result["epochs"] = rows;
   if (watcher.interrupted()) {
     // Where the model stands is the server's answer, not the rows we saw.
-    grpc::ClientContext get_context;
-    connection.PrepareUnary(&get_context);
-    v1::GetModelRequest get;
-    get.set_model_id(flags.model);
     v1::Model model;
-    const grpc::Status s =
-        connection.stub().GetModel(&get_context, get, &model);
+    const grpc::Status s = FetchModel(connection, flags.model, &model);
     result["interrupted"] = true;
     if (s.ok()) {
       result["model"] = ModelJson(model);

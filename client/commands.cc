@@ -62,6 +62,13 @@ absl::StatusOr<ExampleSet> LoadInputs(const InputFlags& flags) {
   return set;
 }
 
+grpc::Status FetchModel(Connection& connection, const std::string& model_id,
+                        v1::Model* model) {
+  v1::GetModelRequest request;
+  request.set_model_id(model_id);
+  return connection.Call(&v1::Backprop::Stub::GetModel, request, model);
+}
+
 void PrintJson(const nlohmann::json& value) {
   std::cout << value.dump(2) << std::endl;
 }

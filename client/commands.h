@@ -51,6 +51,10 @@ void AddInputFlags(CLI::App* cmd, InputFlags* flags, bool allow_values);
 // one is given, and the file errors of data_files.h.
 absl::StatusOr<ExampleSet> LoadInputs(const InputFlags& flags);
 
+// GetModel without the parameters, on `connection` with the unary deadline.
+grpc::Status FetchModel(Connection& connection, const std::string& model_id,
+                        backprop::v1::Model* model);
+
 // Prints a JSON value (pretty, one document) to stdout.
 void PrintJson(const nlohmann::json& value);
 
