@@ -18,35 +18,39 @@ absl::Status ErrnoStatus(int err, absl::string_view what,
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
-                                          const ReadFileOptions& options) {
+                                          uint64_t max_bytes,
+                                          Symlinks symlinks,
+                                          ErrnoCodeFn errno_code,
+                                          absl::string_view size_words) {
+  const bool refuse_links = symlinks == Symlinks::kRefuse;
   // O_NONBLOCK so that opening a FIFO cannot hang; it is refused below.
-  const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK |
-                    (options.follow_symlinks ? 0 : O_NOFOLLOW);
+  const int flags =
+      O_RDONLY | O_CLOEXEC | O_NONBLOCK | (refuse_links ? O_NOFOLLOW : 0);
   int fd = open(path.c_str(), flags);
   if (fd < 0) {
     const int err = errno;
-    if (err == ELOOP && !options.follow_symlinks) {
+    if (err == ELOOP && refuse_links) {
       return absl::FailedPreconditionError(
           absl::StrCat(path, ": is a symbolic link, refused"));
     }
-    return ErrnoStatus(err, "cannot open", path, options.errno_code);
+    return ErrnoStatus(err, "cannot open", path, errno_code);
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     const int err = errno;
     close(fd);
-    return ErrnoStatus(err, "cannot stat", path, options.errno_code);
+    return ErrnoStatus(err, "cannot stat", path, errno_code);
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
     return absl::FailedPreconditionError(
         absl::StrCat(path, ": not a regular file"));
   }
-  if (static_cast<uint64_t>(st.st_size) > options.max_bytes) {
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     close(fd);
     return absl::ResourceExhaustedError(
-        absl::StrCat(path, ": ", options.size_words, st.st_size,
-                     " bytes, over the limit of ", options.max_bytes));
+        absl::StrCat(path, ": ", size_words, st.st_size,
+                     " bytes, over the limit of ", max_bytes));
   }
   std::string out(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;
@@ -56,7 +60,7 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
     if (n < 0) {
       const int err = errno;
       close(fd);
-      return ErrnoStatus(err, "read failed", path, options.errno_code);
+      return ErrnoStatus(err, "read failed", path, errno_code);
     }
     if (n == 0) break;  // the file shrank while we read it
     done += static_cast<size_t>(n);

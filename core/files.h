@@ -20,21 +20,20 @@ using ErrnoCodeFn = absl::StatusCode (*)(int err);
 absl::Status ErrnoStatus(int err, absl::string_view what,
                          absl::string_view path, ErrnoCodeFn code_for);
 
-struct ReadFileOptions {
-  uint64_t max_bytes = 0;  // a larger file is kResourceExhausted
-  // false: a symbolic link is refused (kFailedPrecondition) at open.
-  bool follow_symlinks = true;
-  // The code of a failed open, fstat or read.
-  ErrnoCodeFn errno_code = nullptr;
-  // Words before the size in the kResourceExhausted message, e.g. "file is ".
-  absl::string_view size_words;
-};
+enum class Symlinks { kFollow, kRefuse };
 
-// The whole of a regular file. kFailedPrecondition for anything else (a
-// FIFO is refused without blocking). A file that shrinks while it is read
-// gives the bytes that were there.
+// The whole of a regular file of at most max_bytes. A larger one is
+// kResourceExhausted ("<path>: <size_words><size> bytes, over the limit of
+// <max_bytes>"); anything but a regular file is kFailedPrecondition (a FIFO
+// is refused without blocking), and so is a symbolic link with
+// Symlinks::kRefuse. A failed open, fstat or read has the code
+// errno_code(errno). A file that shrinks while it is read gives the bytes
+// that were there.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
-                                          const ReadFileOptions& options);
+                                          uint64_t max_bytes,
+                                          Symlinks symlinks,
+                                          ErrnoCodeFn errno_code,
+                                          absl::string_view size_words);
 
 }  // namespace backprop
 

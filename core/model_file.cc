@@ -121,11 +121,12 @@ absl::Status Corrupt(absl::string_view kind, absl::string_view what) {
   return absl::DataLossError(absl::StrCat(kind, " file: ", what));
 }
 
-// Checks magic, version and checksum. On success *body is everything between
+// Checks magic, version and checksum. Returns the body: everything between
 // the version field and the CRC.
-absl::Status CheckFrame(absl::string_view bytes, const char (&magic)[8],
-                        uint32_t version, absl::string_view kind,
-                        absl::string_view* body) {
+absl::StatusOr<absl::string_view> CheckFrame(absl::string_view bytes,
+                                             const char (&magic)[8],
+                                             uint32_t version,
+                                             absl::string_view kind) {
   constexpr size_t kMin = sizeof(magic) + 4 + kCrcSize;
   if (bytes.size() < kMin) {
     return Corrupt(kind, absl::StrCat("truncated (", bytes.size(),
@@ -149,8 +150,7 @@ absl::Status CheckFrame(absl::string_view bytes, const char (&magic)[8],
     return Corrupt(kind, "checksum mismatch (truncated or corrupted)");
   }
   const size_t body_at = sizeof(magic) + 4;
-  *body = bytes.substr(body_at, crc_at - body_at);
-  return absl::OkStatus();
+  return bytes.substr(body_at, crc_at - body_at);
 }
 
 template <typename T>
@@ -266,13 +266,10 @@ std::string EncodeModel(const ModelRecord& record) {
 
 absl::StatusOr<ModelRecord> DecodeModel(absl::string_view bytes,
                                         uint64_t max_parameters) {
-  absl::string_view body;
-  if (absl::Status s =
-          CheckFrame(bytes, kModelMagic, kModelVersion, "model", &body);
-      !s.ok()) {
-    return s;
-  }
-  Reader r(body);
+  absl::StatusOr<absl::string_view> body =
+      CheckFrame(bytes, kModelMagic, kModelVersion, "model");
+  if (!body.ok()) return body.status();
+  Reader r(*body);
   uint32_t header_len = 0;
   absl::string_view header_bytes;
   if (!r.U32(&header_len) || !r.Bytes(header_len, &header_bytes)) {
@@ -357,13 +354,10 @@ std::string EncodeDataset(const Dataset& d, absl::string_view metadata) {
 
 absl::StatusOr<Dataset> DecodeDataset(absl::string_view bytes,
                                       std::string* metadata) {
-  absl::string_view body;
-  if (absl::Status s =
-          CheckFrame(bytes, kDatasetMagic, kDatasetVersion, "dataset", &body);
-      !s.ok()) {
-    return s;
-  }
-  Reader r(body);
+  absl::StatusOr<absl::string_view> body =
+      CheckFrame(bytes, kDatasetMagic, kDatasetVersion, "dataset");
+  if (!body.ok()) return body.status();
+  Reader r(*body);
   uint32_t metadata_len = 0;
   absl::string_view meta;
   uint64_t n = 0;
@@ -484,11 +478,8 @@ absl::Status WriteFileAtomically(const std::string& path,
 
 absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path,
                                              uint64_t max_bytes) {
-  ReadFileOptions o;
-  o.max_bytes = max_bytes;
-  o.follow_symlinks = false;
-  o.errno_code = StoreReadErrnoCode;
-  return ReadWholeFile(path, o);
+  return ReadWholeFile(path, max_bytes, Symlinks::kRefuse, StoreReadErrnoCode,
+                       /*size_words=*/"");
 }
 
 }  // namespace backprop

@@ -42,12 +42,8 @@ absl::StatusCode UserFileErrnoCode(int err) {
 // these are files the user names).
 absl::StatusOr<std::string> ReadRegularFile(const std::string& path,
                                             uint64_t max_bytes) {
-  ReadFileOptions o;
-  o.max_bytes = max_bytes;
-  o.follow_symlinks = true;
-  o.errno_code = UserFileErrnoCode;
-  o.size_words = "file is ";
-  return ReadWholeFile(path, o);
+  return ReadWholeFile(path, max_bytes, Symlinks::kFollow, UserFileErrnoCode,
+                       "file is ");
 }
 
 bool IsGzip(absl::string_view bytes) {
