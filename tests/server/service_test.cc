@@ -93,26 +93,32 @@ class ServiceTest : public ::testing::Test {
     return m;
   }
 
+  template <typename Request, typename Response>
+  using Rpc = grpc::Status (v1::Backprop::Stub::*)(grpc::ClientContext*,
+                                                   const Request&, Response*);
+
+  // The status code of one unary call.
+  template <typename Request, typename Response>
+  grpc::StatusCode CallCode(Rpc<Request, Response> rpc, const Request& req) {
+    Response resp;
+    grpc::ClientContext ctx;
+    return (stub_.get()->*rpc)(&ctx, req, &resp).error_code();
+  }
+
   grpc::StatusCode GetModelCode(const std::string& id) {
     v1::GetModelRequest req;
     req.set_model_id(id);
-    v1::Model m;
-    grpc::ClientContext ctx;
-    return stub_->GetModel(&ctx, req, &m).error_code();
+    return CallCode(&v1::Backprop::Stub::GetModel, req);
   }
 
   grpc::StatusCode DeleteModelCode(const std::string& id) {
     v1::DeleteModelRequest req;
     req.set_model_id(id);
-    v1::DeleteModelResponse resp;
-    grpc::ClientContext ctx;
-    return stub_->DeleteModel(&ctx, req, &resp).error_code();
+    return CallCode(&v1::Backprop::Stub::DeleteModel, req);
   }
 
   grpc::StatusCode PredictCode(const v1::PredictRequest& req) {
-    v1::PredictResponse resp;
-    grpc::ClientContext ctx;
-    return stub_->Predict(&ctx, req, &resp).error_code();
+    return CallCode(&v1::Backprop::Stub::Predict, req);
   }
 
   v1::TrainRequest TrainReq(const std::string& id, uint32_t epochs,
