@@ -556,7 +556,7 @@ TEST_F(ServiceTest, PredictDuringTrainingNeverWaitsOrGoesBack) {
   EXPECT_TRUE(Get("busy", false).training());
 
   std::atomic<bool> stop{false};
-  int calls = 0;
+  std::atomic<int> calls{0};
   int failures = 0;
   int went_back = 0;
   std::thread predictor([&] {
@@ -573,6 +573,11 @@ TEST_F(ServiceTest, PredictDuringTrainingNeverWaitsOrGoesBack) {
       ++calls;
     }
   });
+  // Under load the predictor may not run at all before the remaining
+  // epochs are done: let it make one call while the job is held.
+  while (calls.load() == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   release_.Notify();
   int epochs = 1;
   while (r->Read(&ev)) {
@@ -583,7 +588,7 @@ TEST_F(ServiceTest, PredictDuringTrainingNeverWaitsOrGoesBack) {
   predictor.join();
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(epochs, 8);
-  EXPECT_GT(calls, 0);
+  EXPECT_GT(calls.load(), 0);
   EXPECT_EQ(failures, 0);
   EXPECT_EQ(went_back, 0);
 }
