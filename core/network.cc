@@ -1007,7 +1007,8 @@ absl::StatusOr<double> Network<T>::Cost(const Mat& x, const Mat& y) const {
 
 template <typename T>
 absl::StatusOr<GradientCheckResult> Network<T>::CheckGradients(
-    const Mat& x, const Mat& y, double eps, uint32_t samples) const {
+    const Mat& x, const Mat& y, double eps, uint32_t samples,
+    const std::function<absl::Status()>& stop) const {
   if (absl::Status s = CheckBatch<T>(*this, x, &y); !s.ok()) return s;
   if (!std::isfinite(eps) || eps <= 0) {
     return absl::InvalidArgumentError(
@@ -1027,6 +1028,9 @@ absl::StatusOr<GradientCheckResult> Network<T>::CheckGradients(
   const uint64_t s = std::min<uint64_t>(samples == 0 ? 100 : samples, total);
   GradientCheckResult result;
   for (uint64_t i = 0; i < s; ++i) {
+    if (stop) {
+      if (absl::Status st = stop(); !st.ok()) return st;
+    }
     uint64_t index =
         static_cast<uint64_t>(static_cast<unsigned __int128>(i) * total / s);
     // Locate parameter `index` in the order w(1), b(1), w(2), b(2), ...

@@ -9,6 +9,7 @@
 #define BACKPROP_CORE_NETWORK_H_
 
 #include <cstdint>
+#include <functional>
 #include <variant>
 #include <vector>
 
@@ -88,9 +89,13 @@ class Network {
   // loops, so its rounding noise (~1e-19 |C| / eps) stays far below the
   // errors the check looks for.
   // kInvalidArgument: shapes as for Backprop, or eps not finite and > 0.
-  absl::StatusOr<GradientCheckResult> CheckGradients(const Mat& x, const Mat& y,
-                                                     double eps,
-                                                     uint32_t samples) const;
+  // `stop`, when given, is asked before each sampled parameter; once it
+  // returns a non-OK status the check ends with that status (a server's time
+  // budget or a cancelled call: one sample costs two long-double passes over
+  // every example, so a big check can run for minutes).
+  absl::StatusOr<GradientCheckResult> CheckGradients(
+      const Mat& x, const Mat& y, double eps, uint32_t samples,
+      const std::function<absl::Status()>& stop = nullptr) const;
 
   // A copy in the other element type (used by the gradient check and tests).
   template <typename U>

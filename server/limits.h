@@ -43,6 +43,10 @@ inline constexpr int kMaxConcurrentUploads = 4;
 // ---- Time caps ----
 // A Predict stops at min(client deadline, now + this): DEADLINE_EXCEEDED.
 inline constexpr absl::Duration kPredictBudget = absl::Seconds(5);
+// A GetGradients with a finite-difference check stops at min(client
+// deadline, now + this): each checked parameter costs two long-double passes
+// over every example, so 10,000 samples of a big model would run for hours.
+inline constexpr absl::Duration kGradientsBudget = absl::Seconds(60);
 // A Train call ends DEADLINE_EXCEEDED after this much wall time.
 inline constexpr absl::Duration kMaxTrainTime = absl::Hours(24);
 

@@ -82,6 +82,10 @@ ABSL_FLAG(uint64_t, max_rows_per_call, lim::kMaxRowsPerCall,
 ABSL_FLAG(absl::Duration, predict_budget, lim::kPredictBudget,
           "Longest a Predict may compute (or the call's deadline if sooner); "
           "past it the call ends DEADLINE_EXCEEDED.");
+ABSL_FLAG(absl::Duration, gradients_budget, lim::kGradientsBudget,
+          "Longest a GetGradients finite-difference check may run (or the "
+          "call's deadline if sooner); past it the call ends "
+          "DEADLINE_EXCEEDED.");
 ABSL_FLAG(absl::Duration, max_train_time, lim::kMaxTrainTime,
           "Longest wall time of one Train call; past it training stops, the "
           "model keeps its last completed epoch and the stream ends "
@@ -228,6 +232,7 @@ int main(int argc, char** argv) {
   for (const auto& [name, d] :
        {std::pair<const char*, absl::Duration>{
             "predict_budget", absl::GetFlag(FLAGS_predict_budget)},
+        {"gradients_budget", absl::GetFlag(FLAGS_gradients_budget)},
         {"max_train_time", absl::GetFlag(FLAGS_max_train_time)},
         {"handshake_timeout", absl::GetFlag(FLAGS_handshake_timeout)},
         {"keepalive_time", absl::GetFlag(FLAGS_keepalive_time)},
@@ -262,6 +267,7 @@ int main(int argc, char** argv) {
   options.service.max_datasets = absl::GetFlag(FLAGS_max_datasets);
   options.service.max_rows_per_call = absl::GetFlag(FLAGS_max_rows_per_call);
   options.service.predict_budget = absl::GetFlag(FLAGS_predict_budget);
+  options.service.gradients_budget = absl::GetFlag(FLAGS_gradients_budget);
   options.service.max_train_time = absl::GetFlag(FLAGS_max_train_time);
   options.max_receive_message_bytes = recv_mb << 20;
   options.max_send_message_bytes = send_mb << 20;

@@ -994,11 +994,17 @@ absl::Status BackpropService::DoPredict(const v1::PredictRequest& req,
 grpc::ServerUnaryReactor* BackpropService::GetGradients(
     grpc::CallbackServerContext* ctx, const v1::GetGradientsRequest* req,
     v1::GetGradientsResponse* resp) {
-  return Unary(ctx, [&] { return DoGetGradients(*req, resp); });
+  return Unary(ctx, [&] { return DoGetGradients(*req, resp, ctx); });
 }
 
 absl::Status BackpropService::DoGetGradients(const v1::GetGradientsRequest& req,
-                                             v1::GetGradientsResponse* resp) {
+                                             v1::GetGradientsResponse* resp,
+                                             grpc::CallbackServerContext* ctx) {
+  const absl::Time start = absl::Now();
+  absl::Time budget_end = start + options_.gradients_budget;
+  if (ctx != nullptr) {
+    budget_end = std::min(budget_end, absl::FromChrono(ctx->deadline()));
+  }
   if (absl::Status s = ValidateId("model_id", req.model_id()); !s.ok()) {
     return s;
   }
@@ -1035,8 +1041,24 @@ absl::Status BackpropService::DoGetGradients(const v1::GetGradientsRequest& req,
         resp->set_cost(g->cost);
         GradientsToProto<T>(*g, resp->mutable_gradients());
         if (req.check_epsilon() > 0) {
-          absl::StatusOr<GradientCheckResult> c = net.CheckGradients(
-              *x, *y, req.check_epsilon(), req.check_samples());
+          // Asked before each checked parameter.
+          const auto within_budget = [&]() -> absl::Status {
+            if (ctx != nullptr && ctx->IsCancelled()) {
+              return absl::CancelledError("the GetGradients call was cancelled");
+            }
+            const absl::Time now = absl::Now();
+            if (now <= budget_end) return absl::OkStatus();
+            return absl::DeadlineExceededError(absl::StrCat(
+                "the gradient check stopped after ",
+                absl::FormatDuration(now - start), ": this server gives "
+                "GetGradients at most ",
+                absl::FormatDuration(options_.gradients_budget),
+                " (--gradients_budget) or the call's deadline if sooner; ask "
+                "for fewer check_samples or send fewer examples"));
+          };
+          absl::StatusOr<GradientCheckResult> c =
+              net.CheckGradients(*x, *y, req.check_epsilon(),
+                                 req.check_samples(), within_budget);
           if (!c.ok()) return c.status();
           v1::GradientCheck* pc = resp->mutable_check();
           pc->set_parameters_checked(c->parameters_checked);

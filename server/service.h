@@ -56,6 +56,8 @@ struct ServiceOptions {
   // Predict gives up (DEADLINE_EXCEEDED) at min(client deadline, start +
   // predict_budget); Train at start + max_train_time.
   absl::Duration predict_budget = limits::kPredictBudget;
+  // GetGradients gives up the same way at start + gradients_budget.
+  absl::Duration gradients_budget = limits::kGradientsBudget;
   absl::Duration max_train_time = limits::kMaxTrainTime;
 
   // Test hook, called on the training thread after each epoch has been
@@ -141,8 +143,10 @@ class BackpropService final : public v1::Backprop::CallbackService {
   absl::Status DoPredict(const v1::PredictRequest& req,
                          v1::PredictResponse* resp,
                          grpc::CallbackServerContext* ctx);
+  // ctx may be null (no deadline, never cancelled).
   absl::Status DoGetGradients(const v1::GetGradientsRequest& req,
-                              v1::GetGradientsResponse* resp);
+                              v1::GetGradientsResponse* resp,
+                              grpc::CallbackServerContext* ctx = nullptr);
 
   // Reserves an upload slot: kResourceExhausted when max_concurrent_uploads
   // are taken.

@@ -95,6 +95,7 @@ TEST(LimitsDefaultsTest, DefaultsAreTheShippedValues) {
             static_cast<int>(std::min(
                 4u, std::max(1u, std::thread::hardware_concurrency()))));
   EXPECT_EQ(s.predict_budget, absl::Seconds(5));
+  EXPECT_EQ(s.gradients_budget, absl::Seconds(60));
   EXPECT_EQ(s.max_train_time, absl::Hours(24));
 
   const ServerOptions o;
@@ -149,6 +150,7 @@ TEST(LimitsDefaultsTest, ServerHelpListsEveryLimitWithItsDefault) {
       {"max_concurrent_uploads", "4"},
       {"max_concurrent_trainings", trainings},
       {"predict_budget", "5s"},
+      {"gradients_budget", "1m"},
       {"max_train_time", "24h"},
       {"max_concurrent_streams", "100"},
       {"max_metadata_kb", "16"},
@@ -400,6 +402,37 @@ TEST_F(LimitsTest, PredictBudgetEndsALongPredict) {
   grpc::Status s = Predict(req);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_THAT(s.error_message(), HasSubstr("--predict_budget"));
+}
+
+// A gradient check over many parameters stops at the budget; a small one
+// within it still answers.
+TEST_F(LimitsTest, GradientsBudgetEndsALongCheck) {
+  Start([](ServerOptions& o) {
+    o.service.gradients_budget = absl::Milliseconds(50);
+  });
+  ASSERT_TRUE(Create("check", Spec({20, 200, 10})).ok());  // 6,210 parameters
+  v1::GetGradientsRequest req;
+  req.set_model_id("check");
+  std::vector<double> x(2'000 * 20);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1 * i);
+  *req.mutable_examples()->mutable_inputs() = DoubleMatrix(2'000, 20, x);
+  for (int i = 0; i < 2'000; ++i) {
+    req.mutable_examples()->mutable_labels()->add_values(i % 10);
+  }
+  req.set_check_epsilon(1e-6);
+  req.set_check_samples(6'210);  // every parameter: far more than 50 ms
+  v1::GetGradientsResponse resp;
+  const absl::Time t0 = absl::Now();
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->GetGradients(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(s.error_message(), HasSubstr("--gradients_budget"));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(20));
+  req.set_check_samples(1);
+  grpc::ClientContext ctx2;
+  s = stub_->GetGradients(&ctx2, req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.check().parameters_checked(), 1u);
 }
 
 TEST_F(LimitsTest, PredictInPartsEqualsRowByRow) {
