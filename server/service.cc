@@ -910,6 +910,15 @@ grpc::ServerUnaryReactor* BackpropService::Predict(
 
 namespace {
 
+// When a call that started at `start` must give up: after the server's
+// budget for it, or at the client's deadline if that comes first.
+absl::Time BudgetEnd(absl::Time start, absl::Duration budget,
+                     const grpc::CallbackServerContext* ctx) {
+  const absl::Time end = start + budget;
+  if (ctx == nullptr) return end;
+  return std::min(end, absl::FromChrono(ctx->deadline()));
+}
+
 // A batch of up to this many rows is one Feedforward call; a bigger one is
 // split into near-equal parts of at most this many rows, and the time budget
 // is checked between parts.
@@ -956,10 +965,7 @@ absl::Status BackpropService::DoPredict(const v1::PredictRequest& req,
                                         v1::PredictResponse* resp,
                                         grpc::CallbackServerContext* ctx) {
   const absl::Time start = absl::Now();
-  absl::Time budget_end = start + options_.predict_budget;
-  if (ctx != nullptr) {
-    budget_end = std::min(budget_end, absl::FromChrono(ctx->deadline()));
-  }
+  const absl::Time budget_end = BudgetEnd(start, options_.predict_budget, ctx);
   const std::function<bool()> cancelled = [ctx] {
     return ctx != nullptr && ctx->IsCancelled();
   };
@@ -1001,10 +1007,8 @@ absl::Status BackpropService::DoGetGradients(const v1::GetGradientsRequest& req,
                                              v1::GetGradientsResponse* resp,
                                              grpc::CallbackServerContext* ctx) {
   const absl::Time start = absl::Now();
-  absl::Time budget_end = start + options_.gradients_budget;
-  if (ctx != nullptr) {
-    budget_end = std::min(budget_end, absl::FromChrono(ctx->deadline()));
-  }
+  const absl::Time budget_end =
+      BudgetEnd(start, options_.gradients_budget, ctx);
   if (absl::Status s = ValidateId("model_id", req.model_id()); !s.ok()) {
     return s;
   }
