@@ -11,6 +11,11 @@
 #                            replay the corpus only; 1000000: the full run of
 #                            RELIABILITY.md F1/F2, see fuzz/README.md)
 #   FUZZ_TARGETS="idx_fuzzer train_fuzzer"   a subset
+#   FUZZ_WORKERS=N           run N processes per target side by side, with
+#                            seeds 1..N, sharing the corpus; with FUZZ_RUNS
+#                            they split the N runs between them (the counts
+#                            printed are the sums), so a 2-core machine does
+#                            the full run in half the time
 # A crash, sanitizer report, broken invariant, leak, timeout or oversized
 # allocation makes the script exit non-zero; the crashing input is kept in
 # fuzz-out/.
@@ -73,19 +78,42 @@ for t in "${targets[@]}"; do
   per_input_leaks=1
   if is_service "$t"; then per_input_leaks=0; fi
   t0=$(date +%s)
-  if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-    "$build/fuzz/$t" "$corpus" "$(budget_of "$t")" -max_len=65536 \
-    -detect_leaks="$per_input_leaks" \
-    -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=10 \
-    -artifact_prefix="$out/$t-" -print_final_stats=1 >"$log" 2>&1; then
-    status=ok
-  else
-    status=FAILED
-    failed+=("$t")
-    tail -n 40 "$log" >&2
+  workers=${FUZZ_WORKERS:-1}
+  budget=$(budget_of "$t")
+  if [[ -n "${FUZZ_RUNS:-}" ]]; then
+    budget="-runs=$(((FUZZ_RUNS + workers - 1) / workers))"
   fi
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  summary+=("$t: $status, ${execs:-?} executions, $(($(date +%s) - t0)) s")
+  pids=()
+  logs=()
+  for ((w = 1; w <= workers; ++w)); do
+    wlog=$log
+    seed=()
+    if ((workers > 1)); then
+      wlog=$out/$t.$w.log
+      seed=(-seed="$w")
+    fi
+    logs+=("$wlog")
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+      "$build/fuzz/$t" "$corpus" "$budget" "${seed[@]}" -max_len=65536 \
+      -detect_leaks="$per_input_leaks" \
+      -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=10 \
+      -artifact_prefix="$out/$t-" -print_final_stats=1 >"$wlog" 2>&1 &
+    pids+=($!)
+  done
+  status=ok
+  for ((w = 0; w < workers; ++w)); do
+    if ! wait "${pids[$w]}"; then
+      status=FAILED
+      tail -n 40 "${logs[$w]}" >&2
+    fi
+  done
+  if [[ $status == FAILED ]]; then failed+=("$t"); fi
+  execs=0
+  for wlog in "${logs[@]}"; do
+    n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$wlog" | tail -1)
+    execs=$((execs + ${n:-0}))
+  done
+  summary+=("$t: $status, $execs executions in $workers process(es), $(($(date +%s) - t0)) s")
 done
 
 printf '%s\n' "${summary[@]}"
