@@ -25,8 +25,9 @@ for ((k = 1; k <= N; k++)); do
 done
 train_pids=("${BG_PIDS[@]}")
 # Predict load: 4 loops of CLI calls (each call's outcome is kept), plus the
-# bench client for call volume (in the first 30 s it runs its health-Check
-# phase, so here it adds unary Check calls on 4 streams, not Predicts).
+# bench client for call volume (4 callers, each alternating a health Check
+# and a Predict call by call; its outcome is not checked: the SIGTERM ends
+# it with failed calls).
 STOP=$WORK/stop
 for ((k = 1; k <= 4; k++)); do
   (
