@@ -20,6 +20,38 @@
 
 #include "core/spec.h"
 
+// Hot loops are compiled once per instruction set (AVX-512, AVX2+FMA,
+// baseline) and picked at load time. Not under ThreadSanitizer: the ifunc
+// resolvers run before TSan's runtime is up, and every binary would crash
+// while loading.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)
+#define BACKPROP_MULTIVERSION \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define BACKPROP_MULTIVERSION
+#endif
+#define BACKPROP_INLINE __attribute__((always_inline)) inline
+// 64-byte vectors only ever live inside the inlined kernels, so the ABI
+// note about passing them between functions does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+// glibc's vector math library (libmvec) has SIMD versions of exp and tanh
+// for each of those instruction sets, accurate to within 4 ulps (the glibc
+// manual's bound; the tests compare against long double). Declaring the
+// functions SIMD-callable lets GCC vectorize the activation loops with them;
+// core is compiled with -fno-math-errno, which vectorizing calls requires
+// (nothing here reads errno). math.h makes the same declarations itself only
+// under -ffast-math, which would also reorder our sums.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+extern "C" {
+__attribute__((simd("notinbranch"))) double exp(double) noexcept;
+__attribute__((simd("notinbranch"))) float expf(float) noexcept;
+__attribute__((simd("notinbranch"))) double tanh(double) noexcept;
+__attribute__((simd("notinbranch"))) float tanhf(float) noexcept;
+}
+#endif
+
 namespace backprop {
 namespace {
 
@@ -123,8 +155,9 @@ DType DTypeOf<float>() {
 // sigma(z) of the first n rows of m columns (leading dimension ld) of a
 // hidden or output layer; z and a may alias.
 template <typename T>
-void Activate(Activation f, const T* z, T* a, arma::uword n, arma::uword m,
-              arma::uword ld) {
+BACKPROP_INLINE void ActivateImpl(Activation f, const T* z, T* a,
+                                  arma::uword n, arma::uword m,
+                                  arma::uword ld) {
   for (arma::uword j = 0; j < m; ++j) {
     const T* zc = z + j * ld;
     T* ac = a + j * ld;
@@ -163,12 +196,24 @@ void Activate(Activation f, const T* z, T* a, arma::uword n, arma::uword m,
   }
 }
 
+BACKPROP_MULTIVERSION
+void Activate(Activation f, const double* z, double* a, arma::uword n,
+              arma::uword m, arma::uword ld) {
+  ActivateImpl<double>(f, z, a, n, m, ld);
+}
+BACKPROP_MULTIVERSION
+void Activate(Activation f, const float* z, float* a, arma::uword n,
+              arma::uword m, arma::uword ld) {
+  ActivateImpl<float>(f, z, a, n, m, ld);
+}
+
 // d *= sigma'(z) on n rows of m columns, with sigma' written in terms of
 // a = sigma(z) (exact for every activation for which sigma' is needed;
 // RELU's sigma'(0) is 0 because a > 0 exactly when z > 0).
 template <typename T>
-void MultiplyByPrime(Activation f, const T* a, T* d, arma::uword n,
-                     arma::uword m, arma::uword ld) {
+BACKPROP_INLINE void MultiplyByPrimeImpl(Activation f, const T* a, T* d,
+                                         arma::uword n, arma::uword m,
+                                         arma::uword ld) {
   for (arma::uword j = 0; j < m; ++j) {
     const T* ac = a + j * ld;
     T* dc = d + j * ld;
@@ -189,6 +234,17 @@ void MultiplyByPrime(Activation f, const T* a, T* d, arma::uword n,
         break;
     }
   }
+}
+
+BACKPROP_MULTIVERSION
+void MultiplyByPrime(Activation f, const double* a, double* d, arma::uword n,
+                     arma::uword m, arma::uword ld) {
+  MultiplyByPrimeImpl<double>(f, a, d, n, m, ld);
+}
+BACKPROP_MULTIVERSION
+void MultiplyByPrime(Activation f, const float* a, float* d, arma::uword n,
+                     arma::uword m, arma::uword ld) {
+  MultiplyByPrimeImpl<float>(f, a, d, n, m, ld);
 }
 
 // Sum over m examples of C_x (in double), from the output layer's z and a
@@ -246,14 +302,15 @@ void OutputDelta(const ModelSpec& spec, const T* a, const T* y, T* d,
       d[j * ld + i] = a[j * ld + i] - y[j * ldy + i];
   }
   if (spec.cost == Cost::kQuadratic) {
-    MultiplyByPrime<T>(spec.output_activation, a, d, n, m, ld);
+    MultiplyByPrime(spec.output_activation, a, d, n, m, ld);
   }
 }
 
 // How many of n x m activations have |sigma'(z)| < 0.01 (SIGMOID, TANH).
 template <typename T>
-uint64_t CountSaturatedIn(Activation f, const T* a, arma::uword n,
-                          arma::uword m, arma::uword ld) {
+BACKPROP_INLINE uint64_t CountSaturatedImpl(Activation f, const T* a,
+                                            arma::uword n, arma::uword m,
+                                            arma::uword ld) {
   uint64_t saturated = 0;
   for (arma::uword j = 0; j < m; ++j) {
     const T* ac = a + j * ld;
@@ -268,6 +325,17 @@ uint64_t CountSaturatedIn(Activation f, const T* a, arma::uword n,
     }
   }
   return saturated;
+}
+
+BACKPROP_MULTIVERSION
+uint64_t CountSaturatedIn(Activation f, const double* a, arma::uword n,
+                          arma::uword m, arma::uword ld) {
+  return CountSaturatedImpl<double>(f, a, n, m, ld);
+}
+BACKPROP_MULTIVERSION
+uint64_t CountSaturatedIn(Activation f, const float* a, arma::uword n,
+                          arma::uword m, arma::uword ld) {
+  return CountSaturatedImpl<float>(f, a, n, m, ld);
 }
 
 Activation LayerActivation(const ModelSpec& spec, size_t l) {
@@ -329,20 +397,7 @@ double ChunkedCost(const Network<T>& net, internal::BatchWorkspace<T>& ws,
 // padded matrix holds ld rows, ld a multiple of the vector width, so every
 // vector load is a whole one; rows past the layer width are zero. The code
 // uses GCC vector extensions and is compiled once per instruction set
-// (AVX-512, AVX2+FMA, baseline), picked at load time. Not under
-// ThreadSanitizer: the ifunc resolvers run before TSan's runtime is up, and
-// every binary would crash while loading.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_THREAD__)
-#define BACKPROP_MULTIVERSION \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define BACKPROP_MULTIVERSION
-#endif
-#define BACKPROP_INLINE __attribute__((always_inline)) inline
-// 64-byte vectors only ever live inside the inlined kernels, so the ABI
-// note about passing them between functions does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
+// (BACKPROP_MULTIVERSION, above).
 
 constexpr arma::uword kVectorBytes = 64;
 template <typename T>
@@ -624,7 +679,7 @@ void BatchWorkspace<T>::Forward(const Network<T>& net, const T* x,
     Gemm<T>('N', 'N', n, m, n_prev, T{1}, net.w(l).memptr(), n, a_prev, n_prev,
             T{1}, z, n);
     // a^l = sigma(z^l)
-    Activate<T>(LayerActivation(spec_, l), z, a_[l].memptr(), n, m, n);
+    Activate(LayerActivation(spec_, l), z, a_[l].memptr(), n, m, n);
     a_prev = a_[l].memptr();
   }
 }
@@ -649,7 +704,7 @@ void BatchWorkspace<T>::Backward(const Network<T>& net, const T* y,
     // BP2: delta^l = ((w^{l+1})^T delta^{l+1}) (.) sigma'(z^l)
     Gemm<T>('T', 'N', n, m, n_next, T{1}, net.w(l + 1).memptr(), n_next,
             delta_[l + 1].memptr(), n_next, T{0}, delta_[l].memptr(), n);
-    MultiplyByPrime<T>(spec_.hidden_activation, a_[l].memptr(),
+    MultiplyByPrime(spec_.hidden_activation, a_[l].memptr(),
                        delta_[l].memptr(), n, m, n);
   }
 }
@@ -657,7 +712,7 @@ void BatchWorkspace<T>::Backward(const Network<T>& net, const T* y,
 template <typename T>
 uint64_t BatchWorkspace<T>::CountSaturated(size_t l, arma::uword m) const {
   const arma::uword n = spec_.layer_sizes[l];
-  return CountSaturatedIn<T>(LayerActivation(spec_, l), a_[l].memptr(), n, m,
+  return CountSaturatedIn(LayerActivation(spec_, l), a_[l].memptr(), n, m,
                              n);
 }
 
@@ -750,8 +805,8 @@ void SgdEngine<T>::Forward(arma::uword m) {
               a_prev, ld_[l - 1], T{1}, z, ld_[l]);
     }
     // a^l = sigma(z^l)
-    Activate<T>(LayerActivation(spec_, l), z, a_[l].memptr(), n_[l], m, ld_[l]);
-    saturated_[l] += CountSaturatedIn<T>(LayerActivation(spec_, l),
+    Activate(LayerActivation(spec_, l), z, a_[l].memptr(), n_[l], m, ld_[l]);
+    saturated_[l] += CountSaturatedIn(LayerActivation(spec_, l),
                                          a_[l].memptr(), n_[l], m, ld_[l]);
   }
 }
@@ -772,7 +827,7 @@ void SgdEngine<T>::Backward(arma::uword m) {
               ld_[l + 1], delta_[l + 1].memptr(), ld_[l + 1], T{0},
               delta_[l].memptr(), ld_[l]);
     }
-    MultiplyByPrime<T>(spec_.hidden_activation, a_[l].memptr(),
+    MultiplyByPrime(spec_.hidden_activation, a_[l].memptr(),
                        delta_[l].memptr(), n_[l], m, ld_[l]);
   }
 }

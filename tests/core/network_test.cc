@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -571,6 +573,83 @@ TEST(NetworkTest, FeedforwardOfLargeBatchEqualsColumnByColumn) {
     EXPECT_TRUE(arma::approx_equal(
         g.nabla_w[l], 0.5 * (g1.nabla_w[l] + g2.nabla_w[l]), "absdiff", 1e-12));
   }
+}
+
+// The activations run through glibc's vector math library on x86-64 (core/
+// network.cc). Every width of the layer goes through the vector loop and its
+// remainder, so sigma(z) for 4099 values of z over the whole range must
+// stay within 8 ulps of a long double computation (libmvec's exp and tanh
+// are within 4; the formula adds two roundings), or within the smallest
+// normal number where the true value is below it (1 / (1 + e^-z) gives 0
+// there, with or without vectors).
+template <typename T>
+void ExpectActivationMatchesLongDouble(Activation hidden) {
+  const bool is_tanh = hidden == Activation::kTanh;
+  const arma::uword k = 4099;  // not a multiple of any vector width
+  std::vector<long double> z(k);
+  for (arma::uword j = 0; j < k; ++j) {
+    const double t = static_cast<double>(j) / (k - 1) * 2.0 - 1.0;  // -1..1
+    // Dense near 0, reaching +-800 (where exp overflows) at the ends.
+    z[j] = static_cast<long double>(static_cast<T>(800.0 * t * t * t));
+  }
+  z[k / 2] = 0;
+  // sigmoid: [1, k] with a sigmoid output; tanh: [1, k, k] whose identity
+  // output layer copies the tanh layer exactly (1 * a + 0 * the others).
+  ModelSpec spec = MakeSpec(is_tanh ? std::vector<uint32_t>{1, k, k}
+                                    : std::vector<uint32_t>{1, k},
+                            hidden,
+                            is_tanh ? Activation::kIdentity
+                                    : Activation::kSigmoid,
+                            Cost::kQuadratic, 1,
+                            std::is_same_v<T, float> ? DType::kFloat32
+                                                     : DType::kFloat64);
+  std::vector<arma::Mat<T>> w;
+  std::vector<arma::Col<T>> b;
+  arma::Mat<T> w1(k, 1);
+  for (arma::uword j = 0; j < k; ++j) w1(j, 0) = static_cast<T>(z[j]);
+  w.push_back(w1);
+  b.push_back(arma::Col<T>(k, arma::fill::zeros));
+  if (is_tanh) {
+    w.push_back(arma::Mat<T>(k, k, arma::fill::eye));
+    b.push_back(arma::Col<T>(k, arma::fill::zeros));
+  }
+  const Network<T> net = Network<T>::FromParameters(spec, w, b).value();
+  const arma::Mat<T> a = net.Feedforward(arma::Mat<T>(1, 1, arma::fill::ones))
+                             .value();
+  ASSERT_EQ(a.n_rows, k);
+  double worst = 0;
+  for (arma::uword j = 0; j < k; ++j) {
+    const long double want =
+        is_tanh ? std::tanh(z[j]) : 1.0L / (1.0L + std::exp(-z[j]));
+    const T rounded = static_cast<T>(want);
+    const T ulp = std::max(
+        std::nextafter(std::fabs(rounded), std::numeric_limits<T>::infinity()) -
+            std::fabs(rounded),
+        std::numeric_limits<T>::denorm_min());
+    const long double err = std::fabs(static_cast<long double>(a(j, 0)) - want);
+    if (std::fabs(want) < std::numeric_limits<T>::min()) {
+      EXPECT_LE(err, std::numeric_limits<T>::min()) << "z = " << z[j];
+      continue;
+    }
+    const double ulps = static_cast<double>(err / ulp);
+    worst = std::max(worst, ulps);
+    EXPECT_LE(ulps, 8.0) << "z = " << z[j] << ": got " << a(j, 0)
+                         << ", want " << static_cast<double>(want);
+  }
+  ::testing::Test::RecordProperty("worst_ulps", std::to_string(worst));
+}
+
+TEST(ActivationTest, SigmoidWithinEightUlpsFloat64) {
+  ExpectActivationMatchesLongDouble<double>(Activation::kSigmoid);
+}
+TEST(ActivationTest, SigmoidWithinEightUlpsFloat32) {
+  ExpectActivationMatchesLongDouble<float>(Activation::kSigmoid);
+}
+TEST(ActivationTest, TanhWithinEightUlpsFloat64) {
+  ExpectActivationMatchesLongDouble<double>(Activation::kTanh);
+}
+TEST(ActivationTest, TanhWithinEightUlpsFloat32) {
+  ExpectActivationMatchesLongDouble<float>(Activation::kTanh);
 }
 
 TEST(NetworkTest, CheckGradientsCatchesAWrongGradient) {
