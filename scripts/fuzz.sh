@@ -11,6 +11,9 @@
 #                            replay the corpus only; 1000000: the full run of
 #                            RELIABILITY.md F1/F2, see fuzz/README.md)
 #   FUZZ_TARGETS="idx_fuzzer train_fuzzer"   a subset
+#   FUZZ_TIMEOUT=S           seconds one input may take before it counts as
+#                            a hang (default 10; a long run that shares the
+#                            machine, or is paused, wants more)
 #   FUZZ_WORKERS=N           run N processes per target side by side, with
 #                            seeds 1..N, sharing the corpus; with FUZZ_RUNS
 #                            they split the N runs between them (the counts
@@ -102,7 +105,7 @@ for t in "${targets[@]}"; do
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
       "$build/fuzz/$t" "$corpus" "$budget" "${seed[@]}" -max_len=65536 \
       -detect_leaks="$per_input_leaks" -entropic="$entropic" \
-      -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=10 \
+      -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout="${FUZZ_TIMEOUT:-10}" \
       -artifact_prefix="$out/$t-" -print_final_stats=1 >"$wlog" 2>&1 &
     pids+=($!)
   done
