@@ -392,8 +392,8 @@ void AddBenchCommand(CLI::App& app, CommandEnv env) {
       "Use it to compare throughput when the callers saturate the server "
       "(e.g. 8 callers on 2 cores): there, under alternate, each call waits "
       "behind the others of both types, so the latencies, and the QPS "
-      "ratio, converge whatever a Predict costs. A --round of --duration / 2 "
-      "or more is one Check phase, then one Predict phase.");
+      "ratio, tend to converge whatever a Predict costs. A --round of "
+      "--duration / 2 or more is one Check phase, then one Predict phase.");
   cmd->add_option("MODEL", flags->model, "model id")->required();
   cmd->add_option("--concurrency", flags->concurrency,
                   "calls in flight at once")
