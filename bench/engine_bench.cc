@@ -127,6 +127,32 @@ void BM_Epoch(benchmark::State& state, const BenchConfig& config) {
                  std::string(DTypeName(spec.dtype)));
 }
 
+// What one Predict call costs the engine: Network::Feedforward of range(0)
+// test examples (1: a single example, as `backprop bench` sends; 256: a
+// batch) on a freshly initialized network of the config's shapes.
+template <typename T>
+void BM_Feedforward(benchmark::State& state, const BenchConfig& config) {
+  const Dataset& data = TrainingSet();
+  ModelSpec spec;
+  spec.layer_sizes = config.sizes;
+  spec.hidden_activation = Activation::kSigmoid;
+  spec.output_activation = Activation::kSigmoid;
+  spec.cost = Cost::kQuadratic;
+  spec.dtype = kDTypeOf<T>;
+  const Network<T> net = Network<T>::Create(spec).value();
+  const arma::uword m = static_cast<arma::uword>(state.range(0));
+  const arma::Mat<T> x =
+      arma::conv_to<arma::Mat<T>>::from(data.inputs.cols(0, m - 1));
+  for (auto _ : state) {
+    absl::StatusOr<arma::Mat<T>> a = net.Feedforward(x);
+    benchmark::DoNotOptimize(a);
+  }
+  state.counters["examples_per_s"] = benchmark::Counter(
+      static_cast<double>(m), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(config.name) + " " +
+                 std::string(DTypeName(spec.dtype)));
+}
+
 // Column-major C (M x N) = op(A) op(B), leading dimensions = row counts.
 void Gemm(bool trans_a, bool trans_b, int M, int N, int K, const double* A,
           int lda, const double* B, int ldb, double* C, int ldc) {
@@ -231,6 +257,16 @@ void RegisterAll() {
   Register("BM_GemmFloor/A/float64", BM_GemmFloor<double>, kConfigA, 3, {0, 1});
   Register("BM_GemmFloor/A/float32", BM_GemmFloor<float>, kConfigA, 3, {0});
   Register("BM_GemmFloor/C/float32", BM_GemmFloor<float>, kConfigC, 2, {0});
+  for (int64_t m : {1, 256}) {
+    benchmark::RegisterBenchmark("BM_Feedforward/A/float64",
+                                 BM_Feedforward<double>, kConfigA)
+        ->Unit(benchmark::kMicrosecond)
+        ->Arg(m);
+    benchmark::RegisterBenchmark("BM_Feedforward/A/float32",
+                                 BM_Feedforward<float>, kConfigA)
+        ->Unit(benchmark::kMicrosecond)
+        ->Arg(m);
+  }
 }
 
 }  // namespace

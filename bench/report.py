@@ -23,6 +23,8 @@ def engine_figures(path):
         # e.g. "BM_Epoch/A/float64/4/iterations:1/repeats:3/real_time"
         parts = b["run_name"].split("/")
         name, config, dtype, arg = parts[0], parts[1], parts[2], parts[3]
+        if name not in ("BM_Epoch", "BM_GemmFloor"):
+            continue  # BM_Feedforward: printed by engine_bench itself
         epochs = 1
         if name == "BM_Epoch":
             kind = "epoch" + arg

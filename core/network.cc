@@ -648,6 +648,20 @@ void Gemm(char trans_a, char trans_b, arma::uword m, arma::uword n,
 }
 
 template <typename T>
+void Gemv(arma::uword m, arma::uword n, const T* a, arma::uword lda,
+          const T* x, T* y) {
+  const char trans = 'N';
+  const arma::blas_int bm = static_cast<arma::blas_int>(m);
+  const arma::blas_int bn = static_cast<arma::blas_int>(n);
+  const arma::blas_int blda = static_cast<arma::blas_int>(lda);
+  const arma::blas_int one = 1;
+  const T alpha = 1;
+  const T beta = 1;
+  arma::blas::gemv<T>(&trans, &bm, &bn, &alpha, a, &blda, x, &one, &beta, y,
+                      &one);
+}
+
+template <typename T>
 BatchWorkspace<T>::BatchWorkspace(const ModelSpec& spec, arma::uword max_m)
     : spec_(spec), max_m_(std::max<arma::uword>(max_m, 1)) {
   const size_t layers = spec.layer_sizes.size();
@@ -676,8 +690,14 @@ void BatchWorkspace<T>::Forward(const Network<T>& net, const T* x,
     for (arma::uword j = 0; j < m; ++j) {
       std::memcpy(z + j * n, b, n * sizeof(T));
     }
-    Gemm<T>('N', 'N', n, m, n_prev, T{1}, net.w(l).memptr(), n, a_prev, n_prev,
-            T{1}, z, n);
+    if (m == 1) {
+      // One example (a single Predict): GEMV reads w^l once, where GEMM
+      // would first copy all of w^l into its packed layout.
+      Gemv<T>(n, n_prev, net.w(l).memptr(), n, a_prev, z);
+    } else {
+      Gemm<T>('N', 'N', n, m, n_prev, T{1}, net.w(l).memptr(), n, a_prev,
+              n_prev, T{1}, z, n);
+    }
     // a^l = sigma(z^l)
     Activate(LayerActivation(spec_, l), z, a_[l].memptr(), n, m, n);
     a_prev = a_[l].memptr();
@@ -887,6 +907,10 @@ template class SgdEngine<float>;
 
 template class BatchWorkspace<double>;
 template class BatchWorkspace<float>;
+template void Gemv<double>(arma::uword, arma::uword, const double*,
+                           arma::uword, const double*, double*);
+template void Gemv<float>(arma::uword, arma::uword, const float*, arma::uword,
+                          const float*, float*);
 template void Gemm<double>(char, char, arma::uword, arma::uword, arma::uword,
                            double, const double*, arma::uword, const double*,
                            arma::uword, double, double*, arma::uword);

@@ -217,6 +217,12 @@ void Gemm(char trans_a, char trans_b, arma::uword m, arma::uword n,
           arma::uword k, T alpha, const T* a, arma::uword lda, const T* b,
           arma::uword ldb, T beta, T* c, arma::uword ldc);
 
+// y += A x for A (m x n, column-major, leading dimension lda): BLAS GEMV
+// with unit strides. Dimensions must fit in the BLAS integer type.
+template <typename T>
+void Gemv(arma::uword m, arma::uword n, const T* a, arma::uword lda,
+          const T* x, T* y);
+
 // Largest width or batch the engine accepts (the BLAS integer type).
 inline constexpr uint64_t kMaxDimension = 0x7fffffff;
 

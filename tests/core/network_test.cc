@@ -549,7 +549,8 @@ TEST(NetworkTest, BadShapesAreInvalidArgumentNotExceptions) {
 
 TEST(NetworkTest, FeedforwardOfLargeBatchEqualsColumnByColumn) {
   // 2500 columns cross the engine's internal chunk boundaries; each column
-  // fed alone must give the same output.
+  // fed alone (the GEMV path for one example, not GEMM) must give the same
+  // output.
   ModelSpec spec = MakeSpec({4, 6, 3}, Activation::kRelu, Activation::kSoftmax,
                             Cost::kCrossEntropy, 11);
   const Network<double> net = Network<double>::Create(spec).value();
