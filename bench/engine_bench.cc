@@ -71,9 +71,10 @@ template <typename T>
 constexpr DType kDTypeOf =
     std::is_same_v<T, double> ? DType::kFloat64 : DType::kFloat32;
 
+// The config's network: sigmoid layers, quadratic cost, STANDARD_NORMAL
+// initial weights from seed 1, element type T.
 template <typename T>
-void BM_Epoch(benchmark::State& state, const BenchConfig& config) {
-  const Dataset& data = TrainingSet();
+ModelSpec SpecOf(const BenchConfig& config) {
   ModelSpec spec;
   spec.layer_sizes = config.sizes;
   spec.hidden_activation = Activation::kSigmoid;
@@ -82,6 +83,13 @@ void BM_Epoch(benchmark::State& state, const BenchConfig& config) {
   spec.initializer = Initializer::kStandardNormal;
   spec.seed = 1;
   spec.dtype = kDTypeOf<T>;
+  return spec;
+}
+
+template <typename T>
+void BM_Epoch(benchmark::State& state, const BenchConfig& config) {
+  const Dataset& data = TrainingSet();
+  const ModelSpec spec = SpecOf<T>(config);
   absl::StatusOr<Network<T>> net = Network<T>::Create(spec);
   if (!net.ok()) {
     state.SkipWithError(std::string(net.status().message()).c_str());
@@ -127,18 +135,13 @@ void BM_Epoch(benchmark::State& state, const BenchConfig& config) {
                  std::string(DTypeName(spec.dtype)));
 }
 
-// What one Predict call costs the engine: Network::Feedforward of range(0)
-// test examples (1: a single example, as `backprop bench` sends; 256: a
-// batch) on a freshly initialized network of the config's shapes.
+// What one Predict call costs the engine: Network::Feedforward of the first
+// range(0) training examples (1: a single example, as `backprop bench`
+// sends; 256: a batch) on a freshly initialized network of the config.
 template <typename T>
 void BM_Feedforward(benchmark::State& state, const BenchConfig& config) {
   const Dataset& data = TrainingSet();
-  ModelSpec spec;
-  spec.layer_sizes = config.sizes;
-  spec.hidden_activation = Activation::kSigmoid;
-  spec.output_activation = Activation::kSigmoid;
-  spec.cost = Cost::kQuadratic;
-  spec.dtype = kDTypeOf<T>;
+  const ModelSpec spec = SpecOf<T>(config);
   const Network<T> net = Network<T>::Create(spec).value();
   const arma::uword m = static_cast<arma::uword>(state.range(0));
   const arma::Mat<T> x =
