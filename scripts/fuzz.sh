@@ -14,6 +14,8 @@
 #   FUZZ_TIMEOUT=S           seconds one input may take before it counts as
 #                            a hang (default 10; a long run that shares the
 #                            machine, or is paused, wants more)
+#   FUZZ_ASAN_OPTIONS=...    more ASan options, e.g. malloc_context_size=0
+#                            for long runs (see fuzz/README.md)
 #   FUZZ_WORKERS=N           run N processes per target side by side, with
 #                            seeds 1..N, sharing the corpus; with FUZZ_RUNS
 #                            they split the N runs between them (the counts
@@ -102,7 +104,7 @@ for t in "${targets[@]}"; do
       seed=(-seed="$w")
     fi
     logs+=("$wlog")
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1${FUZZ_ASAN_OPTIONS:+:$FUZZ_ASAN_OPTIONS} \
       "$build/fuzz/$t" "$corpus" "$budget" "${seed[@]}" -max_len=65536 \
       -detect_leaks="$per_input_leaks" -entropic="$entropic" \
       -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout="${FUZZ_TIMEOUT:-10}" \
