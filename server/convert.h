@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include <armadillo>
@@ -57,6 +58,16 @@ absl::StatusOr<arma::Mat<T>> ExamplesFromProto(absl::string_view field,
                                                uint64_t expected_cols,
                                                absl::string_view expected_what,
                                                uint64_t max_rows);
+
+// ExamplesFromProto's checks and result without the copy when m already
+// holds T values (float_values for float, double_values for double): the
+// matrix then points into m's buffer (read-only; m must outlive it and stay
+// unchanged). Otherwise a converted copy. The message that explains the
+// expected width is built only for the error that needs it.
+template <typename T>
+absl::StatusOr<arma::Mat<T>> ExamplesViewFromProto(
+    absl::string_view field, const v1::Matrix& m, uint64_t expected_cols,
+    absl::FunctionRef<std::string()> expected_what, uint64_t max_rows);
 
 // The engine's features x examples matrix as wire rows = examples, in T's
 // value field.

@@ -979,10 +979,14 @@ absl::Status BackpropService::DoPredict(const v1::PredictRequest& req,
   return std::visit(
       [&](const auto& net) -> absl::Status {
         using T = typename std::decay_t<decltype(net)>::Mat::elem_type;
-        absl::StatusOr<arma::Mat<T>> x = ExamplesFromProto<T>(
+        // Aliases the request's values when their type is the model's (no
+        // copy of up to --max_rows_per_call rows); req outlives x.
+        absl::StatusOr<arma::Mat<T>> x = ExamplesViewFromProto<T>(
             "inputs", req.inputs(), net.input_size(),
-            absl::StrCat(ModelWhat(req.model_id()), " expects ",
-                         net.input_size(), " (layer_sizes[0])"),
+            [&] {
+              return absl::StrCat(ModelWhat(req.model_id()), " expects ",
+                                  net.input_size(), " (layer_sizes[0])");
+            },
             options_.max_rows_per_call);
         if (!x.ok()) return x.status();
         absl::StatusOr<arma::Mat<T>> a = FeedforwardWithin(

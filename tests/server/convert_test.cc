@@ -5,8 +5,12 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
 
 #include "server/ids.h"
 #include "server/status_util.h"
@@ -91,6 +95,107 @@ TEST(ValidateMatrixTest, RejectsMalformedMatrices) {
           "m", FloatMatrix(1, 1, {std::numeric_limits<float>::infinity()}))
           .code(),
       absl::StatusCode::kInvalidArgument);
+}
+
+// ValidateMatrix scans blocks of 4,096 values with an integer test of the
+// exponent bits before looking value by value. Checked here against
+// std::isfinite: every kind of value that is not finite, and the finite
+// values nearest to them, at the first, last and block-edge positions, in
+// both element types; the message names the first bad value's place.
+template <typename V>
+void ExpectFindsFirstNonFinite(v1::Matrix (*make)(uint64_t, uint64_t,
+                                                  const std::vector<V>&)) {
+  using L = std::numeric_limits<V>;
+  const uint64_t cols = 100;
+  const uint64_t rows = 123;  // 12,300 values: three blocks, one partial
+  const std::vector<V> finite_edges = {
+      L::max(), -L::max(), L::min(), -L::min(), L::denorm_min(),
+      -L::denorm_min(), V(0), -V(0), std::nextafter(L::max(), V(0))};
+  std::vector<V> values(rows * cols);
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = finite_edges[i % finite_edges.size()];
+  }
+  EXPECT_TRUE(ValidateMatrix("m", make(rows, cols, values)).ok());
+  // A NaN with the sign bit and every mantissa bit set.
+  V all_ones;
+  std::memset(&all_ones, 0xff, sizeof(V));
+  const V kinds[] = {L::infinity(),  -L::infinity(),      L::quiet_NaN(),
+                     -L::quiet_NaN(), L::signaling_NaN(), all_ones};
+  for (size_t pos : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096},
+                     size_t{8191}, size_t{8192}, size_t{12299}}) {
+    for (V bad : kinds) {
+      std::vector<V> v = values;
+      v[pos] = bad;
+      // A second bad value later must not be the one reported.
+      if (pos + 5000 < v.size()) v[pos + 5000] = L::infinity();
+      ASSERT_FALSE(std::isfinite(v[pos]));
+      const absl::Status s = ValidateMatrix("m", make(rows, cols, v));
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << pos;
+      EXPECT_NE(s.message().find(absl::StrCat("row ", pos / cols, " column ",
+                                              pos % cols, " is ")),
+                std::string::npos)
+          << pos << ": " << s.message();
+    }
+  }
+}
+
+TEST(ValidateMatrixTest, FindsTheFirstNonFiniteValueInEitherType) {
+  ExpectFindsFirstNonFinite<double>(&DoubleMatrix);
+  ExpectFindsFirstNonFinite<float>(&FloatMatrix);
+}
+
+TEST(ExamplesViewFromProtoTest, AliasesValuesOfTheModelTypeAndCopiesOthers) {
+  const auto what = [] { return std::string("expects 3"); };
+  const v1::Matrix d = DoubleMatrix(2, 3, {0, 1, 2, 10, 11, 12});
+  absl::StatusOr<arma::mat> x =
+      ExamplesViewFromProto<double>("inputs", d, 3, what, 100);
+  ASSERT_TRUE(x.ok()) << x.status();
+  ASSERT_EQ(x->n_rows, 3u);
+  ASSERT_EQ(x->n_cols, 2u);
+  EXPECT_EQ(x->memptr(), d.double_values().data());  // no copy
+  EXPECT_EQ((*x)(2, 1), 12.0);
+
+  const v1::Matrix f = FloatMatrix(2, 3, {0, 1, 2, 10, 11, 12});
+  absl::StatusOr<arma::fmat> xf =
+      ExamplesViewFromProto<float>("inputs", f, 3, what, 100);
+  ASSERT_TRUE(xf.ok()) << xf.status();
+  EXPECT_EQ(xf->memptr(), f.float_values().data());
+  EXPECT_EQ((*xf)(1, 1), 11.0f);
+
+  // Another type is converted into a matrix of its own, as by
+  // ExamplesFromProto.
+  absl::StatusOr<arma::fmat> converted =
+      ExamplesViewFromProto<float>("inputs", d, 3, what, 100);
+  ASSERT_TRUE(converted.ok()) << converted.status();
+  EXPECT_NE(static_cast<const void*>(converted->memptr()),
+            static_cast<const void*>(d.double_values().data()));
+  EXPECT_EQ((*converted)(0, 1), 10.0f);
+  absl::StatusOr<arma::mat> widened =
+      ExamplesViewFromProto<double>("inputs", f, 3, what, 100);
+  ASSERT_TRUE(widened.ok()) << widened.status();
+  EXPECT_EQ((*widened)(1, 0), 1.0);
+
+  // The same refusals as ExamplesFromProto, with the width explained.
+  const absl::Status wrong_width =
+      ExamplesViewFromProto<double>("inputs", d, 4, what, 100).status();
+  EXPECT_EQ(wrong_width.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong_width.message().find("3 columns but expects 3"),
+            std::string::npos)
+      << wrong_width.message();
+  EXPECT_EQ(ExamplesViewFromProto<double>("inputs", d, 3, what, 1)
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ExamplesViewFromProto<double>(
+                "inputs", DoubleMatrix(1, 3, {0, NAN, 1}), 3, what, 10)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExamplesViewFromProto<float>(
+                "inputs", DoubleMatrix(1, 1, {1e300}), 1, what, 10)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ExamplesFromProtoTest, RowsBecomeColumnsWithoutTranspose) {
