@@ -283,8 +283,8 @@ absl::StatusOr<arma::Mat<T>> ExamplesFromProto(absl::string_view field,
                                                absl::string_view expected_what,
                                                uint64_t max_rows) {
   if (absl::Status s = CheckExamples<T>(
-          field, m, expected_cols,
-          [&] { return std::string(expected_what); }, max_rows);
+          field, m, expected_cols, [&] { return std::string(expected_what); },
+          max_rows);
       !s.ok()) {
     return s;
   }
@@ -297,8 +297,8 @@ template <typename T>
 absl::StatusOr<arma::Mat<T>> ExamplesViewFromProto(
     absl::string_view field, const v1::Matrix& m, uint64_t expected_cols,
     absl::FunctionRef<std::string()> expected_what, uint64_t max_rows) {
-  if (absl::Status s = CheckExamples<T>(field, m, expected_cols, expected_what,
-                                        max_rows);
+  if (absl::Status s =
+          CheckExamples<T>(field, m, expected_cols, expected_what, max_rows);
       !s.ok()) {
     return s;
   }

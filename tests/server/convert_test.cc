@@ -109,8 +109,9 @@ void ExpectFindsFirstNonFinite(v1::Matrix (*make)(uint64_t, uint64_t,
   const uint64_t cols = 100;
   const uint64_t rows = 123;  // 12,300 values: three blocks, one partial
   const std::vector<V> finite_edges = {
-      L::max(), -L::max(), L::min(), -L::min(), L::denorm_min(),
-      -L::denorm_min(), V(0), -V(0), std::nextafter(L::max(), V(0))};
+      L::max(),  -L::max(),       L::min(),
+      -L::min(), L::denorm_min(), -L::denorm_min(),
+      V(0),      -V(0),           std::nextafter(L::max(), V(0))};
   std::vector<V> values(rows * cols);
   for (size_t i = 0; i < values.size(); ++i) {
     values[i] = finite_edges[i % finite_edges.size()];
@@ -119,7 +120,7 @@ void ExpectFindsFirstNonFinite(v1::Matrix (*make)(uint64_t, uint64_t,
   // A NaN with the sign bit and every mantissa bit set.
   V all_ones;
   std::memset(&all_ones, 0xff, sizeof(V));
-  const V kinds[] = {L::infinity(),  -L::infinity(),      L::quiet_NaN(),
+  const V kinds[] = {L::infinity(),   -L::infinity(),     L::quiet_NaN(),
                      -L::quiet_NaN(), L::signaling_NaN(), all_ones};
   for (size_t pos : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096},
                      size_t{8191}, size_t{8192}, size_t{12299}}) {
@@ -182,17 +183,16 @@ TEST(ExamplesViewFromProtoTest, AliasesValuesOfTheModelTypeAndCopiesOthers) {
   EXPECT_NE(wrong_width.message().find("3 columns but expects 3"),
             std::string::npos)
       << wrong_width.message();
-  EXPECT_EQ(ExamplesViewFromProto<double>("inputs", d, 3, what, 1)
-                .status()
-                .code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(
+      ExamplesViewFromProto<double>("inputs", d, 3, what, 1).status().code(),
+      absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(ExamplesViewFromProto<double>(
                 "inputs", DoubleMatrix(1, 3, {0, NAN, 1}), 3, what, 10)
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ExamplesViewFromProto<float>(
-                "inputs", DoubleMatrix(1, 1, {1e300}), 1, what, 10)
+  EXPECT_EQ(ExamplesViewFromProto<float>("inputs", DoubleMatrix(1, 1, {1e300}),
+                                         1, what, 10)
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
