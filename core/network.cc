@@ -394,239 +394,460 @@ double ChunkedCost(const Network<T>& net, internal::BatchWorkspace<T>& ws,
 
 // ---------------------------------------------------------------------------
 // Register-blocked kernels for small mini-batches (SgdEngine). A column of a
-// padded matrix holds ld rows, ld a multiple of the vector width, so every
-// vector load is a whole one; rows past the layer width are zero. The code
-// uses GCC vector extensions and is compiled once per instruction set
-// (BACKPROP_MULTIVERSION, above).
+// padded matrix holds ld rows, ld a multiple of kPadBytes, so every vector
+// load is a whole one; rows past the layer width are zero. The code uses GCC
+// vector extensions of B bytes and is compiled once per instruction set
+// (BACKPROP_MULTIVERSION, above); each entry point picks B per call with
+// WideVectors().
 
-constexpr arma::uword kVectorBytes = 64;
-template <typename T>
-struct VecOf;
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(kVectorBytes)));
+constexpr arma::uword kPadBytes = 64;
+template <typename T, int B>
+struct VecOf {
+  typedef T type __attribute__((vector_size(B)));
 };
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(kVectorBytes)));
-};
-template <typename T>
-constexpr arma::uword kLanes = kVectorBytes / sizeof(T);
+template <typename T, int B>
+constexpr arma::uword kLanes = B / sizeof(T);
+static_assert(kPadBytes % 32 == 0, "both vector widths must divide ld");
 
-template <typename T>
-BACKPROP_INLINE typename VecOf<T>::type Load(const T* p) {
-  typename VecOf<T>::type v;
+// 64-byte vectors where the x86-64-v4 (AVX-512) clones run, 32-byte ones
+// everywhere else. GCC lowers a 64-byte vector on an AVX2 target by moving
+// it through the stack around every operation: with 64 bytes everywhere,
+// config A trained 4x slower than OpenBLAS's GEMMs alone on a Zen 3 (AVX2
+// only), and a one-example feedforward took 45 us (BENCHMARKS.md).
+inline bool WideVectors() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool wide = __builtin_cpu_supports("x86-64-v4");
+  return wide;
+#else
+  return false;
+#endif
+}
+
+template <typename V, typename T>
+BACKPROP_INLINE V Load(const T* p) {
+  V v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-template <typename T>
-BACKPROP_INLINE void Store(T* p, typename VecOf<T>::type v) {
+template <typename V, typename T>
+BACKPROP_INLINE void Store(T* p, V v) {
   std::memcpy(p, &v, sizeof(v));
 }
-template <typename T>
-BACKPROP_INLINE typename VecOf<T>::type Splat(T x) {
-  // Vector-plus-scalar broadcasts the scalar (one vbroadcast), where a
-  // lane-by-lane loop would compile to masked inserts.
-  return typename VecOf<T>::type{} + x;
+template <typename V, typename T>
+BACKPROP_INLINE V Splat(T x) {
+  // Filled through an array, GCC emits one broadcast (from memory, or inside
+  // the FMA on AVX-512) for both element types and every clone. The
+  // alternatives measured worse in the dispatched kernels: 0 + x keeps a
+  // scalar add before each broadcast (0 + -0 = +0, so it cannot be
+  // dropped); x - 0 and a lane-by-lane loop compile to chains of inserts for
+  // float.
+  T lanes[sizeof(V) / sizeof(T)];
+  for (T& t : lanes) t = x;
+  V v;
+  std::memcpy(&v, lanes, sizeof(v));
+  return v;
 }
-template <typename T>
-BACKPROP_INLINE double SumLanes(typename VecOf<T>::type v) {
+template <typename V>
+BACKPROP_INLINE double SumLanes(V v) {
   double s = 0;
-  for (arma::uword i = 0; i < kLanes<T>; ++i) s += v[i];
+  for (size_t i = 0; i < sizeof(V) / sizeof(v[0]); ++i) s += v[i];
   return s;
 }
 
 // z (ld x JB) = w (ld x k) a + b for the JB columns a[j] (k values each):
 // a vector of ld-rows by JB accumulators stays in registers over all k.
-template <typename T, int JB>
+template <typename T, int B, int JB>
 BACKPROP_INLINE void ForwardBlock(arma::uword k, arma::uword ld, const T* w,
                                   const T* b, const T* const* a, T* z) {
-  using V = typename VecOf<T>::type;
-  for (arma::uword ib = 0; ib < ld; ib += kLanes<T>) {
+  using V = typename VecOf<T, B>::type;
+  for (arma::uword ib = 0; ib < ld; ib += kLanes<T, B>) {
     V acc[JB];
-    const V bv = Load(b + ib);
+    const V bv = Load<V>(b + ib);
     for (int j = 0; j < JB; ++j) acc[j] = bv;
     const T* wp = w + ib;
     for (arma::uword p = 0; p < k; ++p, wp += ld) {
-      const V wv = Load(wp);
-      for (int j = 0; j < JB; ++j) acc[j] += wv * Splat(a[j][p]);
+      const V wv = Load<V>(wp);
+      for (int j = 0; j < JB; ++j) acc[j] += wv * Splat<V>(a[j][p]);
     }
     for (int j = 0; j < JB; ++j) Store(z + j * ld + ib, acc[j]);
   }
 }
 
-template <typename T, int JB>
+template <typename T, int B, int JB>
 BACKPROP_INLINE void ForwardDispatch(arma::uword m, arma::uword k,
                                      arma::uword ld, const T* w, const T* b,
                                      const T* const* a, T* z) {
   if (m == JB) {
-    ForwardBlock<T, JB>(k, ld, w, b, a, z);
+    ForwardBlock<T, B, JB>(k, ld, w, b, a, z);
   } else if constexpr (JB > 1) {
-    ForwardDispatch<T, JB - 1>(m, k, ld, w, b, a, z);
+    ForwardDispatch<T, B, JB - 1>(m, k, ld, w, b, a, z);
   }
 }
 
 BACKPROP_MULTIVERSION
-void ForwardSmall(arma::uword m, arma::uword k, arma::uword ld, const double* w,
-                  const double* b, const double* const* a, double* z) {
-  ForwardDispatch<double, 16>(m, k, ld, w, b, a, z);
+void ForwardSmallWide(arma::uword m, arma::uword k, arma::uword ld,
+                      const double* w, const double* b, const double* const* a,
+                      double* z) {
+  ForwardDispatch<double, 64, 16>(m, k, ld, w, b, a, z);
 }
 BACKPROP_MULTIVERSION
+void ForwardSmallNarrow(arma::uword m, arma::uword k, arma::uword ld,
+                        const double* w, const double* b,
+                        const double* const* a, double* z) {
+  ForwardDispatch<double, 32, 16>(m, k, ld, w, b, a, z);
+}
+void ForwardSmall(arma::uword m, arma::uword k, arma::uword ld, const double* w,
+                  const double* b, const double* const* a, double* z) {
+  WideVectors() ? ForwardSmallWide(m, k, ld, w, b, a, z)
+                : ForwardSmallNarrow(m, k, ld, w, b, a, z);
+}
+BACKPROP_MULTIVERSION
+void ForwardSmallWide(arma::uword m, arma::uword k, arma::uword ld,
+                      const float* w, const float* b, const float* const* a,
+                      float* z) {
+  ForwardDispatch<float, 64, 16>(m, k, ld, w, b, a, z);
+}
+BACKPROP_MULTIVERSION
+void ForwardSmallNarrow(arma::uword m, arma::uword k, arma::uword ld,
+                        const float* w, const float* b, const float* const* a,
+                        float* z) {
+  ForwardDispatch<float, 32, 16>(m, k, ld, w, b, a, z);
+}
 void ForwardSmall(arma::uword m, arma::uword k, arma::uword ld, const float* w,
                   const float* b, const float* const* a, float* z) {
-  ForwardDispatch<float, 16>(m, k, ld, w, b, a, z);
+  WideVectors() ? ForwardSmallWide(m, k, ld, w, b, a, z)
+                : ForwardSmallNarrow(m, k, ld, w, b, a, z);
 }
 
 // The SGD update fused into BP4. d (ld x JB) is delta^l already divided by
 // m; for every weight, g = sum_j d_j a_j^T + decay w is formed in registers,
 // ||g||^2 accumulated, and then v <- mu v - eta g, w <- w + v (kMomentum) or
 // w <- w - eta g (no momentum: v = -eta g exactly). Returns ||g||_F^2.
-template <typename T, int JB, bool kDecay, bool kMomentum>
+template <typename T, int B, int JB, bool kDecay, bool kMomentum>
 BACKPROP_INLINE double UpdateBlock(arma::uword k, arma::uword ld, T* w, T* v,
                                    const T* d, const T* const* a, T eta,
                                    T decay, T mu) {
-  using V = typename VecOf<T>::type;
-  const V eta_v = Splat(eta);
-  const V decay_v = Splat(decay);
-  const V mu_v = Splat(mu);
+  using V = typename VecOf<T, B>::type;
+  const V eta_v = Splat<V>(eta);
+  const V decay_v = Splat<V>(decay);
+  const V mu_v = Splat<V>(mu);
   double norm2 = 0;
-  for (arma::uword ib = 0; ib < ld; ib += kLanes<T>) {
+  for (arma::uword ib = 0; ib < ld; ib += kLanes<T, B>) {
     V dr[JB];
-    for (int j = 0; j < JB; ++j) dr[j] = Load(d + j * ld + ib);
-    V g2 = Splat(T{0});
+    for (int j = 0; j < JB; ++j) dr[j] = Load<V>(d + j * ld + ib);
+    V g2 = Splat<V>(T{0});
     T* wp = w + ib;
     T* vp = v + ib;
     for (arma::uword p = 0; p < k; ++p, wp += ld, vp += ld) {
-      V g = dr[0] * Splat(a[0][p]);
-      for (int j = 1; j < JB; ++j) g += dr[j] * Splat(a[j][p]);
-      const V wv = Load(wp);
+      V g = dr[0] * Splat<V>(a[0][p]);
+      for (int j = 1; j < JB; ++j) g += dr[j] * Splat<V>(a[j][p]);
+      const V wv = Load<V>(wp);
       if constexpr (kDecay) g += decay_v * wv;
       g2 += g * g;
       if constexpr (kMomentum) {
-        const V vv = mu_v * Load(vp) - eta_v * g;
+        const V vv = mu_v * Load<V>(vp) - eta_v * g;
         Store(vp, vv);
         Store(wp, wv + vv);
       } else {
         Store(wp, wv - eta_v * g);
       }
     }
-    norm2 += SumLanes<T>(g2);
+    norm2 += SumLanes(g2);
   }
   return norm2;
 }
 
-template <typename T, int JB, bool kDecay, bool kMomentum>
+template <typename T, int B, int JB, bool kDecay, bool kMomentum>
 BACKPROP_INLINE double UpdateDispatch(arma::uword m, arma::uword k,
                                       arma::uword ld, T* w, T* v, const T* d,
                                       const T* const* a, T eta, T decay, T mu) {
   if (m == JB) {
-    return UpdateBlock<T, JB, kDecay, kMomentum>(k, ld, w, v, d, a, eta, decay,
-                                                 mu);
+    return UpdateBlock<T, B, JB, kDecay, kMomentum>(k, ld, w, v, d, a, eta,
+                                                    decay, mu);
   }
   if constexpr (JB > 1) {
-    return UpdateDispatch<T, JB - 1, kDecay, kMomentum>(m, k, ld, w, v, d, a,
-                                                        eta, decay, mu);
+    return UpdateDispatch<T, B, JB - 1, kDecay, kMomentum>(m, k, ld, w, v, d, a,
+                                                           eta, decay, mu);
   }
   return 0;
 }
 
-template <typename T>
+template <typename T, int B>
 BACKPROP_INLINE double UpdateAny(arma::uword m, arma::uword k, arma::uword ld,
                                  T* w, T* v, const T* d, const T* const* a,
                                  T eta, T decay, T mu) {
   if (mu != T{0}) {
-    return UpdateDispatch<T, 16, true, true>(m, k, ld, w, v, d, a, eta, decay,
-                                             mu);
+    return UpdateDispatch<T, B, 16, true, true>(m, k, ld, w, v, d, a, eta,
+                                                decay, mu);
   }
   if (decay != T{0}) {
-    return UpdateDispatch<T, 16, true, false>(m, k, ld, w, v, d, a, eta, decay,
-                                              mu);
+    return UpdateDispatch<T, B, 16, true, false>(m, k, ld, w, v, d, a, eta,
+                                                 decay, mu);
   }
-  return UpdateDispatch<T, 16, false, false>(m, k, ld, w, v, d, a, eta, decay,
-                                             mu);
+  return UpdateDispatch<T, B, 16, false, false>(m, k, ld, w, v, d, a, eta,
+                                                decay, mu);
 }
 
 BACKPROP_MULTIVERSION
+double UpdateSmallWide(arma::uword m, arma::uword k, arma::uword ld, double* w,
+                       double* v, const double* d, const double* const* a,
+                       double eta, double decay, double mu) {
+  return UpdateAny<double, 64>(m, k, ld, w, v, d, a, eta, decay, mu);
+}
+BACKPROP_MULTIVERSION
+double UpdateSmallNarrow(arma::uword m, arma::uword k, arma::uword ld,
+                         double* w, double* v, const double* d,
+                         const double* const* a, double eta, double decay,
+                         double mu) {
+  return UpdateAny<double, 32>(m, k, ld, w, v, d, a, eta, decay, mu);
+}
 double UpdateSmall(arma::uword m, arma::uword k, arma::uword ld, double* w,
                    double* v, const double* d, const double* const* a,
                    double eta, double decay, double mu) {
-  return UpdateAny<double>(m, k, ld, w, v, d, a, eta, decay, mu);
+  return WideVectors()
+             ? UpdateSmallWide(m, k, ld, w, v, d, a, eta, decay, mu)
+             : UpdateSmallNarrow(m, k, ld, w, v, d, a, eta, decay, mu);
 }
 BACKPROP_MULTIVERSION
+double UpdateSmallWide(arma::uword m, arma::uword k, arma::uword ld, float* w,
+                       float* v, const float* d, const float* const* a,
+                       float eta, float decay, float mu) {
+  return UpdateAny<float, 64>(m, k, ld, w, v, d, a, eta, decay, mu);
+}
+BACKPROP_MULTIVERSION
+double UpdateSmallNarrow(arma::uword m, arma::uword k, arma::uword ld, float* w,
+                         float* v, const float* d, const float* const* a,
+                         float eta, float decay, float mu) {
+  return UpdateAny<float, 32>(m, k, ld, w, v, d, a, eta, decay, mu);
+}
 double UpdateSmall(arma::uword m, arma::uword k, arma::uword ld, float* w,
                    float* v, const float* d, const float* const* a, float eta,
                    float decay, float mu) {
-  return UpdateAny<float>(m, k, ld, w, v, d, a, eta, decay, mu);
+  return WideVectors()
+             ? UpdateSmallWide(m, k, ld, w, v, d, a, eta, decay, mu)
+             : UpdateSmallNarrow(m, k, ld, w, v, d, a, eta, decay, mu);
 }
 
 // The SGD update from an explicit BP4 sum (the BLAS path): for count
 // weights (a multiple of the vector width), g = g_data + decay w, then
 // v <- mu v - eta g, w <- w + v. Returns ||g||^2, summed per 1024 weights in
 // T lanes and across blocks in double.
-template <typename T>
+template <typename T, int B>
 BACKPROP_INLINE double ApplyGradientImpl(arma::uword count, const T* g_data,
                                          T* w, T* v, T eta, T decay, T mu) {
-  using V = typename VecOf<T>::type;
-  const V eta_v = Splat(eta);
-  const V decay_v = Splat(decay);
-  const V mu_v = Splat(mu);
+  using V = typename VecOf<T, B>::type;
+  const V eta_v = Splat<V>(eta);
+  const V decay_v = Splat<V>(decay);
+  const V mu_v = Splat<V>(mu);
   double norm2 = 0;
   for (arma::uword start = 0; start < count; start += 1024) {
     const arma::uword end = std::min<arma::uword>(start + 1024, count);
-    V g2 = Splat(T{0});
-    for (arma::uword i = start; i < end; i += kLanes<T>) {
-      const V wv = Load(w + i);
-      const V g = Load(g_data + i) + decay_v * wv;
+    V g2 = Splat<V>(T{0});
+    for (arma::uword i = start; i < end; i += kLanes<T, B>) {
+      const V wv = Load<V>(w + i);
+      const V g = Load<V>(g_data + i) + decay_v * wv;
       g2 += g * g;
-      const V vv = mu_v * Load(v + i) - eta_v * g;
+      const V vv = mu_v * Load<V>(v + i) - eta_v * g;
       Store(v + i, vv);
       Store(w + i, wv + vv);
     }
-    norm2 += SumLanes<T>(g2);
+    norm2 += SumLanes(g2);
   }
   return norm2;
 }
 BACKPROP_MULTIVERSION
-double ApplyGradient(arma::uword count, const double* g, double* w, double* v,
-                     double eta, double decay, double mu) {
-  return ApplyGradientImpl<double>(count, g, w, v, eta, decay, mu);
+double ApplyGradientWide(arma::uword count, const double* g, double* w,
+                         double* v, double eta, double decay, double mu) {
+  return ApplyGradientImpl<double, 64>(count, g, w, v, eta, decay, mu);
 }
 BACKPROP_MULTIVERSION
+double ApplyGradientNarrow(arma::uword count, const double* g, double* w,
+                           double* v, double eta, double decay, double mu) {
+  return ApplyGradientImpl<double, 32>(count, g, w, v, eta, decay, mu);
+}
+double ApplyGradient(arma::uword count, const double* g, double* w, double* v,
+                     double eta, double decay, double mu) {
+  return WideVectors() ? ApplyGradientWide(count, g, w, v, eta, decay, mu)
+                       : ApplyGradientNarrow(count, g, w, v, eta, decay, mu);
+}
+BACKPROP_MULTIVERSION
+double ApplyGradientWide(arma::uword count, const float* g, float* w, float* v,
+                         float eta, float decay, float mu) {
+  return ApplyGradientImpl<float, 64>(count, g, w, v, eta, decay, mu);
+}
+BACKPROP_MULTIVERSION
+double ApplyGradientNarrow(arma::uword count, const float* g, float* w,
+                           float* v, float eta, float decay, float mu) {
+  return ApplyGradientImpl<float, 32>(count, g, w, v, eta, decay, mu);
+}
 double ApplyGradient(arma::uword count, const float* g, float* w, float* v,
                      float eta, float decay, float mu) {
-  return ApplyGradientImpl<float>(count, g, w, v, eta, decay, mu);
+  return WideVectors() ? ApplyGradientWide(count, g, w, v, eta, decay, mu)
+                       : ApplyGradientNarrow(count, g, w, v, eta, decay, mu);
 }
 
 // d_l[p, j] = sum_i w[i, p] d_next[i, j] for p < n (w: ld_next x n), the
 // first half of BP2, as dot products of whole padded columns.
-template <typename T>
+template <typename T, int B>
 BACKPROP_INLINE void BackwardDotsImpl(arma::uword m, arma::uword n,
                                       arma::uword ld, arma::uword ld_next,
                                       const T* w, const T* d_next, T* d) {
-  using V = typename VecOf<T>::type;
+  using V = typename VecOf<T, B>::type;
   for (arma::uword j = 0; j < m; ++j) {
     const T* dn = d_next + j * ld_next;
     for (arma::uword p = 0; p < n; ++p) {
       const T* wp = w + p * ld_next;
-      V acc = Splat(T{0});
-      for (arma::uword i = 0; i < ld_next; i += kLanes<T>) {
-        acc += Load(wp + i) * Load(dn + i);
+      V acc = Splat<V>(T{0});
+      for (arma::uword i = 0; i < ld_next; i += kLanes<T, B>) {
+        acc += Load<V>(wp + i) * Load<V>(dn + i);
       }
-      d[j * ld + p] = static_cast<T>(SumLanes<T>(acc));
+      d[j * ld + p] = static_cast<T>(SumLanes(acc));
     }
   }
 }
 BACKPROP_MULTIVERSION
+void BackwardDotsWide(arma::uword m, arma::uword n, arma::uword ld,
+                      arma::uword ld_next, const double* w,
+                      const double* d_next, double* d) {
+  BackwardDotsImpl<double, 64>(m, n, ld, ld_next, w, d_next, d);
+}
+BACKPROP_MULTIVERSION
+void BackwardDotsNarrow(arma::uword m, arma::uword n, arma::uword ld,
+                        arma::uword ld_next, const double* w,
+                        const double* d_next, double* d) {
+  BackwardDotsImpl<double, 32>(m, n, ld, ld_next, w, d_next, d);
+}
 void BackwardDots(arma::uword m, arma::uword n, arma::uword ld,
                   arma::uword ld_next, const double* w, const double* d_next,
                   double* d) {
-  BackwardDotsImpl<double>(m, n, ld, ld_next, w, d_next, d);
+  WideVectors() ? BackwardDotsWide(m, n, ld, ld_next, w, d_next, d)
+                : BackwardDotsNarrow(m, n, ld, ld_next, w, d_next, d);
 }
 BACKPROP_MULTIVERSION
+void BackwardDotsWide(arma::uword m, arma::uword n, arma::uword ld,
+                      arma::uword ld_next, const float* w, const float* d_next,
+                      float* d) {
+  BackwardDotsImpl<float, 64>(m, n, ld, ld_next, w, d_next, d);
+}
+BACKPROP_MULTIVERSION
+void BackwardDotsNarrow(arma::uword m, arma::uword n, arma::uword ld,
+                        arma::uword ld_next, const float* w,
+                        const float* d_next, float* d) {
+  BackwardDotsImpl<float, 32>(m, n, ld, ld_next, w, d_next, d);
+}
 void BackwardDots(arma::uword m, arma::uword n, arma::uword ld,
                   arma::uword ld_next, const float* w, const float* d_next,
                   float* d) {
-  BackwardDotsImpl<float>(m, n, ld, ld_next, w, d_next, d);
+  WideVectors() ? BackwardDotsWide(m, n, ld, ld_next, w, d_next, d)
+                : BackwardDotsNarrow(m, n, ld, ld_next, w, d_next, d);
+}
+
+// y += A x for one example (a Predict of one row), A m x n column-major with
+// leading dimension lda, m >= kLanes<T, B>. The m outputs are covered by
+// vector-sized chunks of rows at 0, L, 2L, ... (L = kLanes<T, B>) and, when L
+// does not divide m, one more at m - L that overlaps the one before it, so
+// every load stays inside its column and no row is left for scalar code.
+// Up to kSweepChunks chunks stay in registers while one sweep over the n
+// columns adds A[:, p] x[p] to them, in the order p = 0, 1, ..., n - 1, for
+// each row. A row's result therefore does not depend on which chunk computed
+// it, so the overlapped rows get the same value twice. Chunks that overlap
+// must be in the same sweep (each sweep reads its y before it writes):
+// the first sweep takes the remainder, so the last two chunks always share
+// the last sweep.
+// BLAS GEMV (OpenBLAS 0.3.21's dgemv_n) instead re-reads and re-writes y
+// for every 4 columns, which made a [784,30] layer ~4x slower than
+// this in BM_Feedforward/A/1 (BENCHMARKS.md section 5).
+constexpr int kSweepChunks = 8;  // 8 accumulators: 16 ymm or 32 zmm hold them
+
+template <typename T, int B, int R>
+BACKPROP_INLINE void SweepColumns(arma::uword n, arma::uword lda, const T* a,
+                                  const T* x, T* y, const arma::uword* row) {
+  using V = typename VecOf<T, B>::type;
+  V acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = Load<V>(y + row[r]);
+  const T* col = a;
+  for (arma::uword p = 0; p < n; ++p, col += lda) {
+    const V xp = Splat<V>(x[p]);
+    for (int r = 0; r < R; ++r) acc[r] += Load<V>(col + row[r]) * xp;
+  }
+  for (int r = 0; r < R; ++r) Store(y + row[r], acc[r]);
+}
+
+template <typename T, int B>
+BACKPROP_INLINE void GemvByColumnsImpl(arma::uword m, arma::uword n, const T* a,
+                                       arma::uword lda, const T* x, T* y) {
+  constexpr arma::uword L = kLanes<T, B>;
+  const arma::uword chunks = (m + L - 1) / L;
+  auto chunk_row = [&](arma::uword c) {
+    return c + 1 < chunks || m % L == 0 ? c * L : m - L;
+  };
+  arma::uword c = 0;
+  while (c < chunks) {
+    const arma::uword rest = chunks - c;
+    const int r =
+        static_cast<int>(c == 0 && rest % kSweepChunks != 0
+                             ? rest % kSweepChunks
+                             : std::min<arma::uword>(rest, kSweepChunks));
+    arma::uword row[kSweepChunks];
+    for (int i = 0; i < r; ++i) row[i] = chunk_row(c + i);
+    switch (r) {
+      case 1:
+        SweepColumns<T, B, 1>(n, lda, a, x, y, row);
+        break;
+      case 2:
+        SweepColumns<T, B, 2>(n, lda, a, x, y, row);
+        break;
+      case 3:
+        SweepColumns<T, B, 3>(n, lda, a, x, y, row);
+        break;
+      case 4:
+        SweepColumns<T, B, 4>(n, lda, a, x, y, row);
+        break;
+      case 5:
+        SweepColumns<T, B, 5>(n, lda, a, x, y, row);
+        break;
+      case 6:
+        SweepColumns<T, B, 6>(n, lda, a, x, y, row);
+        break;
+      case 7:
+        SweepColumns<T, B, 7>(n, lda, a, x, y, row);
+        break;
+      default:
+        SweepColumns<T, B, 8>(n, lda, a, x, y, row);
+        break;
+    }
+    c += static_cast<arma::uword>(r);
+  }
+}
+BACKPROP_MULTIVERSION
+void GemvByColumnsWide(arma::uword m, arma::uword n, const double* a,
+                       arma::uword lda, const double* x, double* y) {
+  GemvByColumnsImpl<double, 64>(m, n, a, lda, x, y);
+}
+BACKPROP_MULTIVERSION
+void GemvByColumnsNarrow(arma::uword m, arma::uword n, const double* a,
+                         arma::uword lda, const double* x, double* y) {
+  GemvByColumnsImpl<double, 32>(m, n, a, lda, x, y);
+}
+void GemvByColumns(arma::uword m, arma::uword n, const double* a,
+                   arma::uword lda, const double* x, double* y) {
+  WideVectors() ? GemvByColumnsWide(m, n, a, lda, x, y)
+                : GemvByColumnsNarrow(m, n, a, lda, x, y);
+}
+BACKPROP_MULTIVERSION
+void GemvByColumnsWide(arma::uword m, arma::uword n, const float* a,
+                       arma::uword lda, const float* x, float* y) {
+  GemvByColumnsImpl<float, 64>(m, n, a, lda, x, y);
+}
+BACKPROP_MULTIVERSION
+void GemvByColumnsNarrow(arma::uword m, arma::uword n, const float* a,
+                         arma::uword lda, const float* x, float* y) {
+  GemvByColumnsImpl<float, 32>(m, n, a, lda, x, y);
+}
+void GemvByColumns(arma::uword m, arma::uword n, const float* a,
+                   arma::uword lda, const float* x, float* y) {
+  WideVectors() ? GemvByColumnsWide(m, n, a, lda, x, y)
+                : GemvByColumnsNarrow(m, n, a, lda, x, y);
 }
 
 }  // namespace
@@ -650,6 +871,11 @@ void Gemm(char trans_a, char trans_b, arma::uword m, arma::uword n,
 template <typename T>
 void Gemv(arma::uword m, arma::uword n, const T* a, arma::uword lda,
           const T* x, T* y) {
+  if (m >= kPadBytes / sizeof(T)) {  // a whole vector of either width
+    GemvByColumns(m, n, a, lda, x, y);
+    return;
+  }
+  // Fewer rows than one vector holds: BLAS.
   const char trans = 'N';
   const arma::blas_int bm = static_cast<arma::blas_int>(m);
   const arma::blas_int bn = static_cast<arma::blas_int>(n);
@@ -750,7 +976,7 @@ SgdEngine<T>::SgdEngine(const Network<T>& net, arma::uword max_m, double eta,
   ld_.resize(layers);
   for (size_t l = 0; l < layers; ++l) {
     n_[l] = spec_.layer_sizes[l];
-    const arma::uword lanes = kLanes<T>;
+    const arma::uword lanes = kPadBytes / sizeof(T);
     ld_[l] = l == 0 ? n_[0] : (n_[l] + lanes - 1) / lanes * lanes;
   }
   w_.resize(layers);

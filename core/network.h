@@ -217,8 +217,11 @@ void Gemm(char trans_a, char trans_b, arma::uword m, arma::uword n,
           arma::uword k, T alpha, const T* a, arma::uword lda, const T* b,
           arma::uword ldb, T beta, T* c, arma::uword ldc);
 
-// y += A x for A (m x n, column-major, leading dimension lda): BLAS GEMV
-// with unit strides. Dimensions must fit in the BLAS integer type.
+// y += A x for A (m x n, column-major, leading dimension lda). For m at
+// least one vector's width (8 doubles, 16 floats), one sweep over A's columns
+// with y in registers (core/network.cc, GemvByColumns): each y_i gets
+// A_i0 x_0, A_i1 x_1, ... added in that order. Below that, BLAS GEMV.
+// Dimensions must fit in the BLAS integer type.
 template <typename T>
 void Gemv(arma::uword m, arma::uword n, const T* a, arma::uword lda,
           const T* x, T* y);

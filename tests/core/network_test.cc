@@ -576,6 +576,58 @@ TEST(NetworkTest, FeedforwardOfLargeBatchEqualsColumnByColumn) {
   }
 }
 
+// internal::Gemv (one example's z = w a + b) sweeps w's columns with the
+// outputs in vector-sized chunks of rows, the last chunk overlapping the one
+// before it when the width is not a multiple of the vector; below one
+// vector's width it calls BLAS. Every width around those edges (both
+// vector widths, 4 to 16 lanes), with 1, 3 and 784 inputs, must match a
+// long double computation of the same sums to within the rounding of a
+// k-term sum, and the batch path (GEMM) for the same columns.
+template <typename T>
+void ExpectGemvMatchesLongDouble() {
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (arma::uword m : {1u, 7u, 8u, 9u, 15u, 16u, 17u, 23u, 30u, 31u, 32u,
+                        33u, 63u, 64u, 65u, 100u, 129u, 200u}) {
+    for (arma::uword k : {1u, 3u, 784u}) {
+      arma::arma_rng::set_seed(m * 1000 + k);
+      const arma::Mat<T> w = arma::randn<arma::Mat<T>>(m, k);
+      const arma::Col<T> x = arma::randu<arma::Col<T>>(k);
+      const arma::Col<T> b = arma::randn<arma::Col<T>>(m);
+      arma::Col<T> y = b;
+      internal::Gemv<T>(m, k, w.memptr(), m, x.memptr(), y.memptr());
+      for (arma::uword i = 0; i < m; ++i) {
+        long double exact = b(i);
+        long double magnitude = std::fabs(static_cast<long double>(b(i)));
+        for (arma::uword p = 0; p < k; ++p) {
+          const long double t = static_cast<long double>(w(i, p)) * x(p);
+          exact += t;
+          magnitude += std::fabs(t);
+        }
+        // A sum of k + 1 terms in T: error at most ~(k + 1) eps |terms|.
+        const long double bound = (k + 1) * eps * magnitude + 1e-300;
+        ASSERT_LE(std::fabs(y(i) - exact), bound)
+            << "m=" << m << " k=" << k << " row " << i;
+      }
+      // The batch path for the same column, twice (GEMM).
+      arma::Mat<T> y2(m, 2);
+      y2.each_col() = b;
+      const arma::Mat<T> x2 = arma::join_rows(x, x);
+      internal::Gemm<T>('N', 'N', m, 2, k, T{1}, w.memptr(), m, x2.memptr(),
+                        k, T{1}, y2.memptr(), m);
+      for (arma::uword i = 0; i < m; ++i) {
+        const double scale = std::max(1.0, std::fabs(double(y2(i, 0))));
+        ASSERT_NEAR(double(y(i)), double(y2(i, 0)), 4 * k * eps * scale * 8)
+            << "m=" << m << " k=" << k << " row " << i;
+      }
+    }
+  }
+}
+
+TEST(GemvTest, EveryWidthMatchesLongDoubleAndGemm) {
+  ExpectGemvMatchesLongDouble<double>();
+  ExpectGemvMatchesLongDouble<float>();
+}
+
 // The activations run through glibc's vector math library on x86-64 (core/
 // network.cc). Every width of the layer goes through the vector loop and its
 // remainder, so sigma(z) for 4099 values of z over the whole range must
