@@ -773,6 +773,18 @@ BACKPROP_INLINE void SweepColumns(arma::uword n, arma::uword lda, const T* a,
   for (int r = 0; r < R; ++r) Store(y + row[r], acc[r]);
 }
 
+// SweepColumns for r chunks, 1 <= r <= R (the pattern of ForwardDispatch).
+template <typename T, int B, int R>
+BACKPROP_INLINE void SweepDispatch(int r, arma::uword n, arma::uword lda,
+                                   const T* a, const T* x, T* y,
+                                   const arma::uword* row) {
+  if (r == R) {
+    SweepColumns<T, B, R>(n, lda, a, x, y, row);
+  } else if constexpr (R > 1) {
+    SweepDispatch<T, B, R - 1>(r, n, lda, a, x, y, row);
+  }
+}
+
 template <typename T, int B>
 BACKPROP_INLINE void GemvByColumnsImpl(arma::uword m, arma::uword n, const T* a,
                                        arma::uword lda, const T* x, T* y) {
@@ -790,32 +802,7 @@ BACKPROP_INLINE void GemvByColumnsImpl(arma::uword m, arma::uword n, const T* a,
                              : std::min<arma::uword>(rest, kSweepChunks));
     arma::uword row[kSweepChunks];
     for (int i = 0; i < r; ++i) row[i] = chunk_row(c + i);
-    switch (r) {
-      case 1:
-        SweepColumns<T, B, 1>(n, lda, a, x, y, row);
-        break;
-      case 2:
-        SweepColumns<T, B, 2>(n, lda, a, x, y, row);
-        break;
-      case 3:
-        SweepColumns<T, B, 3>(n, lda, a, x, y, row);
-        break;
-      case 4:
-        SweepColumns<T, B, 4>(n, lda, a, x, y, row);
-        break;
-      case 5:
-        SweepColumns<T, B, 5>(n, lda, a, x, y, row);
-        break;
-      case 6:
-        SweepColumns<T, B, 6>(n, lda, a, x, y, row);
-        break;
-      case 7:
-        SweepColumns<T, B, 7>(n, lda, a, x, y, row);
-        break;
-      default:
-        SweepColumns<T, B, 8>(n, lda, a, x, y, row);
-        break;
-    }
+    SweepDispatch<T, B, kSweepChunks>(r, n, lda, a, x, y, row);
     c += static_cast<arma::uword>(r);
   }
 }

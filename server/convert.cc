@@ -274,6 +274,14 @@ absl::Status CheckExamples(absl::string_view field, const v1::Matrix& m,
   return absl::OkStatus();
 }
 
+// Wire rows = examples as the engine's cols x rows matrix, converted to T.
+template <typename T>
+arma::Mat<T> CopyExamples(const v1::Matrix& m) {
+  arma::Mat<T> a(m.cols(), m.rows());
+  CopyValues<T>(m, a.memptr());
+  return a;
+}
+
 }  // namespace
 
 template <typename T>
@@ -288,9 +296,7 @@ absl::StatusOr<arma::Mat<T>> ExamplesFromProto(absl::string_view field,
       !s.ok()) {
     return s;
   }
-  arma::Mat<T> a(m.cols(), m.rows());
-  CopyValues<T>(m, a.memptr());
-  return a;
+  return CopyExamples<T>(m);
 }
 
 template <typename T>
@@ -308,11 +314,7 @@ absl::StatusOr<arma::Mat<T>> ExamplesViewFromProto(
   } else {
     if (m.double_values_size() > 0) values = m.double_values().data();
   }
-  if (values == nullptr) {
-    arma::Mat<T> a(m.cols(), m.rows());
-    CopyValues<T>(m, a.memptr());
-    return a;
-  }
+  if (values == nullptr) return CopyExamples<T>(m);
   // Wire rows x cols, row-major, is the engine's cols x rows, column-major:
   // the same bytes. strict = true: the matrix can never reallocate away from
   // (or write through) the alias; nothing here writes to it.
