@@ -168,10 +168,6 @@ extern "C" void OnStopSignal(int signal_number) {
   errno = saved_errno;
 }
 
-}  // namespace
-
-namespace {
-
 // Keeps the blocks of big messages in malloc's heap. Every Predict or upload
 // with a large message allocates and frees buffers of its size (a 256-row
 // float32 batch is 800 KB; the receive limit is 4 MiB by default). glibc
